@@ -1,0 +1,72 @@
+"""The Starlette app: one process, both modes. Embedded mode also runs the worker and
+the sweeper in-process, on the server's own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from api.health import healthz, metrics_endpoint, readyz
+from api.settings import Settings, get_settings
+from api.webhooks import stripe_webhook
+from frontend_stub.routes import dashboard_routes
+from models.db import close_db, init_db, migrate_db
+from schema.app import graphql_routes
+from tasks import runtime
+from tasks.broadcast import Broadcast
+from tasks.broker import configure_broker, start_worker
+from tasks.enqueue import EventSender
+from tasks.sweeper import run_sweeper
+
+log = logging.getLogger("trackit.app")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or get_settings()
+    broadcast = Broadcast(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not settings.distributed:
+            # Zero config: the embedded database is created and migrated on start.
+            await migrate_db(settings.database_url)
+        await init_db(settings.database_url)
+        await broadcast.start()
+        broker = configure_broker(settings)
+        app.state.sender = EventSender(broker)
+        stop = asyncio.Event()
+        worker, sweeper = None, None
+        if not settings.distributed:
+            runtime.bind_loop(asyncio.get_running_loop())
+            worker = start_worker(broker, settings)
+            sweeper = asyncio.create_task(run_sweeper(settings, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            app.state.sender.close()
+            if worker is not None:
+                # Worker threads wait on this loop: stop them off the loop.
+                await asyncio.to_thread(worker.stop)
+            if sweeper is not None:
+                await sweeper
+            await broadcast.close()
+            await close_db()
+
+    routes = [
+        Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
+        *graphql_routes(settings, broadcast),
+        *dashboard_routes(),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.broadcast = broadcast
+    return app

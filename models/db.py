@@ -1,0 +1,61 @@
+"""Tortoise configuration and the process-wide database lifecycle."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tortoise import Tortoise
+
+MODEL_MODULES = ["models.tables"]
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    """The Tortoise config for one database URL (SQLite or PostgreSQL)."""
+    return {
+        "connections": {"default": _connection(database_url)},
+        "apps": {
+            "models": {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": "models.migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def _connection(database_url: str) -> str | dict[str, Any]:
+    if database_url.startswith("sqlite"):
+        # WAL lets readers (GraphQL) run beside the single writer.
+        sep = "&" if "?" in database_url else "?"
+        return f"{database_url}{sep}journal_mode=WAL&journal_size_limit=67108864"
+    return database_url
+
+
+# For the `tortoise` CLI (makemigrations); the service itself calls `init_db`.
+TORTOISE_ORM = tortoise_config(os.environ.get("TRACKIT_DATABASE_URL", "sqlite://trackit.db"))
+
+
+def is_postgres() -> bool:
+    """Whether the default connection is PostgreSQL."""
+    from tortoise.connection import get_connection
+
+    return get_connection("default").capabilities.dialect == "postgres"
+
+
+async def init_db(database_url: str) -> None:
+    """Open the connections for this process (global fallback: see LIBRARY-NOTES)."""
+    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+
+
+async def migrate_db(database_url: str) -> None:
+    """Apply the migration files in `models/migrations` (SQLite and PostgreSQL alike)."""
+    from tortoise.migrations.api import migrate
+
+    await migrate(config=tortoise_config(database_url))
+
+
+async def close_db() -> None:
+    await Tortoise.close_connections()

@@ -1,0 +1,19 @@
+"""Dramatiq actors: thin bodies that run the reconcile coroutines on the bound loop.
+
+Retries are ours, not Dramatiq's: the event row holds attempts, backoff and the error,
+so the state survives any broker (the in-process one forgets on restart)."""
+
+from __future__ import annotations
+
+import dramatiq
+
+from tasks import runtime
+from tasks.broker import QUEUE
+
+
+@dramatiq.actor(actor_name="reconcile.event", queue_name=QUEUE, max_retries=0, time_limit=120_000)
+def reconcile_event(event_id: str) -> None:
+    """Reconcile one stored webhook event (idempotent: a duplicate message is a no-op)."""
+    from tasks.reconcile import reconcile
+
+    runtime.run(reconcile(event_id))

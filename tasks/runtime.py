@@ -1,0 +1,48 @@
+"""The event loop that runs actor coroutines.
+
+Dramatiq worker threads are plain threads; our database clients belong to one asyncio
+loop. `trackit serve` binds uvicorn's loop (embedded mode shares the server's
+connections); `trackit worker` starts a dedicated loop thread."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def bind_loop(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Make `loop` the one on which actors run their coroutines."""
+    global _loop
+    _loop = loop
+
+
+def start_loop_thread() -> asyncio.AbstractEventLoop:
+    """Start a loop in a daemon thread, bind it, and return it (worker processes)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="trackit-loop", daemon=True)
+    thread.start()
+    bind_loop(loop)
+    return loop
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """Run `coro` on the bound loop from a worker thread and wait for its result."""
+    if _loop is None:
+        coro.close()
+        raise RuntimeError("no event loop bound for actors: call bind_loop() at start-up")
+    return asyncio.run_coroutine_threadsafe(coro, _loop).result(timeout)
+
+
+def submit(coro: Coroutine[Any, Any, T]) -> "concurrent.futures.Future[T]":
+    """Schedule `coro` on the bound loop without waiting for it."""
+    if _loop is None:
+        coro.close()
+        raise RuntimeError("no event loop bound for actors: call bind_loop() at start-up")
+    return asyncio.run_coroutine_threadsafe(coro, _loop)
