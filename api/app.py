@@ -15,6 +15,7 @@ from api.health import healthz, metrics_endpoint, readyz
 from api.settings import Settings, get_settings
 from api.webhooks import stripe_webhook
 from frontend_stub.routes import dashboard_routes
+from models.changes import set_enqueuer
 from models.db import close_db, init_db, migrate_db
 from schema.app import graphql_routes
 from tasks import runtime
@@ -38,18 +39,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await init_db(settings.database_url)
         await broadcast.start()
         broker = configure_broker(settings)
-        app.state.sender = EventSender(broker)
+        sender = app.state.sender = EventSender(broker)
+        # Domain changes that re-enqueue events (registrations, manual retries) use it too.
+        set_enqueuer(sender.submit)
         stop = asyncio.Event()
         worker, sweeper = None, None
         if not settings.distributed:
             runtime.bind_loop(asyncio.get_running_loop())
             worker = start_worker(broker, settings)
-            sweeper = asyncio.create_task(run_sweeper(settings, stop))
+            # The in-process queue died with the last server: everything RECEIVED is
+            # stranded, whatever its age, so the first sweep takes it all.
+            sweeper = asyncio.create_task(run_sweeper(settings, stop, first_min_age_s=0))
         try:
             yield
         finally:
             stop.set()
-            app.state.sender.close()
+            set_enqueuer(None)
+            sender.close()
             if worker is not None:
                 # Worker threads wait on this loop: stop them off the loop.
                 await asyncio.to_thread(worker.stop)

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from tortoise.connection import get_connection
 
+from api import metrics
 from api.settings import Settings
 
 
@@ -48,4 +49,5 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics_endpoint(request: Request) -> Response:
+    await metrics.refresh_backlog()
     return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -34,6 +35,8 @@ class Settings(BaseSettings):
     stripe_webhook_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_tolerance_s: int = 300
     webhook_max_bytes: int = 1024 * 1024
+    # A database that hangs (network black hole) answers 503 after this, so Stripe retries.
+    webhook_store_timeout_s: float = 5.0
     jwt_secret: str = ""
     alert_webhook_url: str | None = None
     sentry_dsn: str | None = Field(
@@ -50,6 +53,8 @@ class Settings(BaseSettings):
     sweep_interval_s: float = 30.0
     sweep_min_age_s: float = 60.0
     stuck_after_s: int = 3600
+    # `trackit worker` serves its own /metrics on this port when set (distributed mode).
+    worker_metrics_port: int | None = None
     worker_threads: int = 4
     worker_timeout_ms: int = 100
     subscriber_buffer: int = 256
@@ -75,41 +80,55 @@ class Settings(BaseSettings):
         return self.env == "production"
 
     def with_dev_secrets(self) -> Settings:
-        """Fill missing secrets: refuse in production, else generate once and keep them."""
-        missing = self._missing_secrets()
-        if not missing:
+        """Fill missing secrets: refuse in production, else generate once and keep them
+        in `dev_secrets_file` (git-ignored), so restarts keep the same secrets."""
+        problems = self._secret_problems()
+        if not problems:
             return self
         if self.production:
             raise ConfigError(
                 "refusing to start in production with a missing or default secret: "
-                + ", ".join(f"TRACKIT_{name.upper()}" for name in missing)
+                + "; ".join(f"TRACKIT_{name.upper()} {why}" for name, why in problems.items())
             )
         path = Path(self.dev_secrets_file)
-        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        stored = _read_dev_secrets(path)
         generated = {
             "jwt_secret": stored.get("jwt_secret") or secrets.token_urlsafe(32),
             "stripe_webhook_secrets": stored.get("stripe_webhook_secrets")
             or "whsec_" + secrets.token_urlsafe(24),
         }
         if generated != stored:
-            path.write_text(json.dumps(generated, indent=2))
-            path.chmod(0o600)
+            # Created private: the file holds secrets.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(generated, indent=2))
         update: dict[str, object] = {}
-        if "jwt_secret" in missing:
+        if "jwt_secret" in problems:
             update["jwt_secret"] = generated["jwt_secret"]
-        if "stripe_webhook_secrets" in missing:
+        if "stripe_webhook_secrets" in problems:
             update["stripe_webhook_secrets"] = [generated["stripe_webhook_secrets"]]
         return self.model_copy(update=update)
 
-    def _missing_secrets(self) -> list[str]:
-        missing = []
-        if self.jwt_secret in DEFAULT_SECRETS:
-            missing.append("jwt_secret")
-        if not self.stripe_webhook_secrets or any(
-            s in DEFAULT_SECRETS for s in self.stripe_webhook_secrets
-        ):
-            missing.append("stripe_webhook_secrets")
-        return missing
+    def _secret_problems(self) -> dict[str, str]:
+        """Secret settings that cannot be used as they are, with the reason."""
+        problems = {}
+        if not self.jwt_secret:
+            problems["jwt_secret"] = "is not set"
+        elif self.jwt_secret in DEFAULT_SECRETS:
+            problems["jwt_secret"] = "is a default value"
+        if not self.stripe_webhook_secrets:
+            problems["stripe_webhook_secrets"] = "is not set"
+        elif any(s in DEFAULT_SECRETS for s in self.stripe_webhook_secrets):
+            problems["stripe_webhook_secrets"] = "holds a default value"
+        return problems
+
+
+def _read_dev_secrets(path: Path) -> dict[str, str]:
+    try:
+        stored = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {k: v for k, v in stored.items() if isinstance(v, str)} if isinstance(stored, dict) else {}
 
 
 @lru_cache(maxsize=1)

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from models.sql import dialect, for_dialect, insert_rows
 from models.tables import AuditEntry, LedgerHead
 
 GENESIS_HASH = "0" * 64
@@ -62,10 +63,12 @@ async def append_entries(conn: BaseDBAsyncClient, drafts: list[AuditDraft]) -> l
     """Chain and insert `drafts` under the head's row lock; call last in the transaction."""
     if not drafts:
         return []
-    head = await LedgerHead.filter(id=1).using_db(conn).select_for_update().get()
+    name = dialect(conn)
+    lock = " FOR UPDATE" if name == "postgres" else ""
+    rows = await conn.execute_query_dict(f"SELECT last_id, last_hash FROM ledger_head WHERE id = 1{lock}")
     # Microsecond precision, as both databases store it, so the hash survives a round trip.
     now = datetime.now(timezone.utc)
-    prev_hash, next_id = head.last_hash, head.last_id
+    prev_hash, next_id = str(rows[0]["last_hash"]), int(rows[0]["last_id"])
     entries = []
     for draft in drafts:
         next_id += 1
@@ -86,8 +89,10 @@ async def append_entries(conn: BaseDBAsyncClient, drafts: list[AuditDraft]) -> l
         )
         entry.hash = prev_hash = entry_hash(prev_hash, entry)
         entries.append(entry)
-    await AuditEntry.bulk_create(entries, using_db=conn)
-    await LedgerHead.filter(id=1).using_db(conn).update(last_id=next_id, last_hash=prev_hash)
+    await insert_rows(conn, list(entries))
+    await conn.execute_query(
+        for_dialect("UPDATE ledger_head SET last_id = ?, last_hash = ? WHERE id = 1", name), [next_id, prev_hash]
+    )
     return entries
 
 

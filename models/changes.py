@@ -64,3 +64,24 @@ def set_publisher(publisher: Publisher | None) -> None:
 def publish(changes: list[StatusChange]) -> None:
     if changes:
         _publisher(changes)
+
+
+Enqueuer = Callable[[str], None]
+
+
+def _no_enqueue(event_id: str) -> None:
+    """Until a broker is installed: the sweeper finds stored events later."""
+
+
+_enqueuer: Enqueuer = _no_enqueue
+
+
+def set_enqueuer(enqueuer: Enqueuer | None) -> None:
+    """Install what sends `reconcile.event` for an event id after commit (once per process)."""
+    global _enqueuer
+    _enqueuer = enqueuer or _no_enqueue
+
+
+def enqueue(event_ids: list[str]) -> None:
+    for event_id in event_ids:
+        _enqueuer(event_id)

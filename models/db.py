@@ -47,6 +47,12 @@ def is_postgres() -> bool:
 
 async def init_db(database_url: str) -> None:
     """Open the connections for this process (global fallback: see LIBRARY-NOTES)."""
+    from tortoise.backends.base.executor import EXECUTOR_CACHE
+
+    # Tortoise caches each model's INSERT/UPDATE SQL by connection name for the life of
+    # the process: after a re-init on another dialect (the test suite runs SQLite, then
+    # PostgreSQL) the cached SQLite placeholders would reach PostgreSQL.
+    EXECUTOR_CACHE.clear()
     await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
 
 

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 from models.audit import AuditDraft
 from models.enums import WebhookEventStatus as S
+from models.sql import update_row
 from models.tables import WebhookEvent
 from models.unit_of_work import LedgerTx
 
@@ -28,12 +29,19 @@ class EventTransitionNotAllowed(Exception):
 
 
 def event_snapshot(event: WebhookEvent) -> dict[str, object]:
+    """An inbox row as the audit log and the live feed carry it (no payload)."""
     return {
         "id": event.id,
         "type": event.type,
         "status": event.status.value,
         "attempts": event.attempts,
         "last_error": event.last_error,
+        "received_at": event.received_at.isoformat() if event.received_at else None,
+        "processed_at": event.processed_at.isoformat() if event.processed_at else None,
+        "next_attempt_at": event.next_attempt_at.isoformat() if event.next_attempt_at else None,
+        "waiting_for": event.waiting_for,
+        "livemode": event.livemode,
+        "api_version": event.api_version,
     }
 
 
@@ -49,8 +57,10 @@ async def move_event(
     waiting_for: str | None = None,
     count_attempt: bool = True,
     count_failure: bool = False,
+    note: str | None = None,
 ) -> None:
-    """Move `event` (row locked by the caller) to `to_status` and audit the move."""
+    """Move `event` (row locked by the caller) to `to_status` and audit the move; `note`
+    (why, e.g. a stale event) goes into the audit entry's `after`."""
     from_status = event.status
     if to_status not in ALLOWED[from_status]:
         raise EventTransitionNotAllowed(event.id, from_status, to_status)
@@ -66,13 +76,18 @@ async def move_event(
         event.processed_at = now
     if to_status is S.RECEIVED:
         event.failures = 0
-    await event.save(
-        using_db=tx.conn,
-        update_fields=[
-            "status", "attempts", "failures", "last_error", "next_attempt_at",
-            "waiting_for", "processed_at",
-        ],
+    await update_row(
+        tx.conn,
+        event,
+        {
+            "status": event.status, "attempts": event.attempts, "failures": event.failures,
+            "last_error": event.last_error, "next_attempt_at": event.next_attempt_at,
+            "waiting_for": event.waiting_for, "processed_at": event.processed_at,
+        },
     )
+    after = event_snapshot(event)
+    if note is not None:
+        after["note"] = note
     tx.audit(
         AuditDraft(
             actor=actor,
@@ -80,7 +95,7 @@ async def move_event(
             entity_type="WebhookEvent",
             entity_id=event.id,
             before=before,
-            after=event_snapshot(event),
+            after=after,
             event_id=event.id,
             from_status=from_status.value,
             to_status=to_status.value,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from functools import cache
 from typing import Any
 
 from tortoise.connection import get_connection
@@ -13,6 +14,7 @@ from models.tables import WebhookEvent
 _COLUMNS = "id, type, status, attempts, failures, received_at, livemode, api_version, created, payload"
 
 
+@cache
 def _insert_sql(dialect: str) -> str:
     marks = ", ".join(f"${i}" if dialect == "postgres" else "?" for i in range(1, 11))
     return (

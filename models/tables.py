@@ -41,6 +41,8 @@ class GroupMember(Model):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="memberships", on_delete=fields.RESTRICT
     )
+    group_id: int
+    user_id: int
 
     class Meta:
         table = "group_member"
@@ -58,6 +60,10 @@ class Debt(Model):
     creditor: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="debts_due", on_delete=fields.RESTRICT
     )
+    # The foreign keys' columns, which Tortoise sets on instances (typed for mypy).
+    group_id: int
+    debtor_id: int
+    creditor_id: int
     amount_cents = fields.BigIntField()
     currency = fields.CharField(max_length=3)
     status = fields.CharEnumField(DebtStatus, max_length=24, default=DebtStatus.OPEN)
@@ -79,6 +85,7 @@ class ProSubscription(Model):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="pro_subscriptions", on_delete=fields.RESTRICT
     )
+    user_id: int
     status = fields.CharEnumField(
         ProSubscriptionStatus, max_length=16, default=ProSubscriptionStatus.PENDING
     )
@@ -103,6 +110,7 @@ class Payment(Model):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="payments", on_delete=fields.RESTRICT
     )
+    user_id: int
     kind = fields.CharEnumField(PaymentKind, max_length=16)
     status = fields.CharEnumField(PaymentStatus, max_length=16)
     amount_cents = fields.BigIntField()
@@ -123,6 +131,8 @@ class Payment(Model):
             on_delete=fields.RESTRICT,
         )
     )
+    debt_id: int | None
+    pro_subscription_id: int | None
 
     class Meta:
         table = "payment"

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+from uuid import uuid4
+
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import current_millis
 
 from api.settings import Settings
 
@@ -13,6 +18,8 @@ from api.settings import Settings
 dramatiq.set_broker(StubBroker())
 
 QUEUE = "reconcile"
+
+log = logging.getLogger("trackit.broker")
 
 
 def build_broker(settings: Settings) -> dramatiq.Broker:
@@ -50,3 +57,39 @@ def start_worker(broker: dramatiq.Broker, settings: Settings) -> dramatiq.Worker
     )
     worker.start()
     return worker
+
+
+def enqueue_many(broker: dramatiq.Broker, messages: list[dramatiq.Message[Any]]) -> None:
+    """Enqueue `messages`; on Redis in one pipelined round trip instead of one per message.
+
+    Sending is the costliest part of ingest (a blocking Redis call per event). This does
+    what `RedisBroker.enqueue` does (dramatiq 2.2.1, pinned) for each message, but through
+    a pipeline; anything unexpected falls back to plain sends."""
+    if not isinstance(broker, RedisBroker) or len(messages) < 2:
+        for message in messages:
+            broker.enqueue(message)
+        return
+    try:
+        dispatch = broker.scripts["dispatch"]
+        keys = [broker.namespace]
+        sent = []
+        with broker.client.pipeline(transaction=False) as pipe:
+            for message in messages:
+                message = message.copy(options={"redis_message_id": str(uuid4())})
+                broker.emit_before("enqueue", message, None)
+                args = [
+                    "enqueue", current_millis(), message.queue_name, broker.broker_id,
+                    broker.heartbeat_timeout, broker.dead_message_ttl,
+                    broker._should_do_maintenance("enqueue"), broker._max_unpack_size(),
+                    message.options["redis_message_id"], message.encode(),
+                ]
+                dispatch(keys=keys, args=args, client=pipe)
+                sent.append(message)
+            pipe.execute()
+    except (AttributeError, KeyError, TypeError):
+        log.exception("pipelined enqueue unavailable; sending one by one")
+        for message in messages:
+            broker.enqueue(message)
+        return
+    for message in sent:
+        broker.emit_after("enqueue", message, None)

@@ -1,34 +1,192 @@
-"""Claim a stored event, dispatch it on its type, and mark it, in one transaction."""
+"""Claim a stored event, dispatch it on its type, and mark it, in one transaction.
+
+Every path ends in a status: PROCESSED or IGNORED (done), RETRYING (record not known
+yet, or a handler error: retried with backoff) or DEAD (malformed, amounts disagree,
+attempts or match window exhausted: alerted). Nothing raises out of `reconcile`."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import datetime, timedelta, timezone
 
+import orjson
+
+from api import metrics
+from api.settings import Settings, get_settings
 from models.enums import WebhookEventStatus as S
 from models.inbox import move_event
-from models.tables import WebhookEvent
-from models.unit_of_work import ledger_transaction
+from models.sql import select_one
+from models.tables import Debt, ProSubscription, WebhookEvent
+from models.unit_of_work import LedgerTx, ledger_transaction
+from tasks.alerts import dead_event_alert, raise_alert
 from tasks.handlers import HANDLERS
+from tasks.handlers.payload import AmountMismatch, MalformedPayload, NotYetKnown
 
 log = logging.getLogger("trackit.reconcile")
 
 CLAIMABLE = (S.RECEIVED, S.RETRYING)
+FINAL = (S.PROCESSED, S.IGNORED, S.DEAD)
+MAX_ERROR = 2000
 
 
-async def reconcile(event_id: str) -> None:
+async def reconcile(event_id: str, settings: Settings | None = None, *, recheck: bool = True) -> S | None:
     """Apply one event exactly once in effect: the row lock makes concurrent workers wait,
-    and the status check makes a repeated message a no-op."""
+    and the status check makes a repeated message a no-op. Returns the event's new status
+    (None when there was nothing to do)."""
+    settings = settings or get_settings()
+    try:
+        status, waiting_for = await _apply(event_id, settings)
+    except Exception as exc:
+        log.warning("reconciliation failed: %r", exc, extra={"event_id": event_id}, exc_info=True)
+        return await _record_failure(event_id, exc, settings)
+    if recheck and status is S.RETRYING and waiting_for and await _any_registered(waiting_for):
+        # Registered while we looked: its re-enqueue may have run before our commit.
+        return await reconcile(event_id, settings, recheck=False)
+    return status
+
+
+async def _apply(event_id: str, settings: Settings) -> tuple[S | None, list[str]]:
     async with ledger_transaction() as tx:
-        event = (
-            await WebhookEvent.filter(id=event_id, status__in=CLAIMABLE)
-            .using_db(tx.conn)
-            .select_for_update()
-            .first()
-        )
+        event = await _claim(tx, event_id)
         if event is None:
-            return
+            return None, []
         handler = HANDLERS.get(event.type)
         if handler is None:
             await move_event(tx, event, S.IGNORED, action="ignored")
-            return
-        await handler(tx, event)
+            _count(tx, event, "ignored")
+            return event.status, []
+        try:
+            payload = _payload(event)
+            outcome = (await handler(tx, event, payload)).value
+        except MalformedPayload as exc:
+            outcome = await _dead(tx, settings, event, f"malformed payload: {exc}", "malformed")
+        except AmountMismatch as exc:
+            outcome = await _dead(tx, settings, event, f"amount mismatch: {exc}", "mismatch")
+        except NotYetKnown as exc:
+            outcome = await _wait(tx, settings, event, exc)
+        _count(tx, event, outcome)
+        return event.status, (event.waiting_for or "").split()
+
+
+async def _claim(tx: LedgerTx, event_id: str) -> WebhookEvent | None:
+    return await select_one(
+        tx.conn, WebhookEvent, "id = ? AND status IN (?, ?)", [event_id, *(s.value for s in CLAIMABLE)], lock=True
+    )
+
+
+def _payload(event: WebhookEvent) -> object:
+    try:
+        payload = orjson.loads(event.payload)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedPayload(f"payload is not JSON: {exc}") from None
+    if event.created is None:
+        raise MalformedPayload("event has no integer `created`: its order cannot be judged")
+    return payload
+
+
+def backoff_s(settings: Settings, tries: int) -> float:
+    """Exponential: retry_base_s, doubled per try, capped at retry_max_s."""
+    return float(min(settings.retry_max_s, settings.retry_base_s * 2 ** min(tries, 40)))
+
+
+async def _wait(tx: LedgerTx, settings: Settings, event: WebhookEvent, reason: NotYetKnown) -> str:
+    """RETRYING until the match window closes, then DEAD."""
+    now = datetime.now(timezone.utc)
+    deadline = event.received_at + timedelta(seconds=settings.match_window_s)
+    if now >= deadline:
+        return await _dead(
+            tx, settings, event, f"{reason} (match window of {settings.match_window_s} s closed)", "unmatched"
+        )
+    next_at = min(now + timedelta(seconds=backoff_s(settings, event.attempts)), deadline)
+    waiting = " ".join(reason.waiting_for)[:1024] or None
+    await move_event(
+        tx, event, S.RETRYING, action="waiting", last_error=str(reason)[:MAX_ERROR],
+        next_attempt_at=next_at, waiting_for=waiting,
+    )
+    _schedule(tx, event.id, (next_at - now).total_seconds())
+    return "waiting"
+
+
+async def _dead(tx: LedgerTx, settings: Settings, event: WebhookEvent, reason: str, outcome: str) -> str:
+    await move_event(tx, event, S.DEAD, action="dead_letter", last_error=reason[:MAX_ERROR])
+    alert = dead_event_alert(event.id, event.type, reason)
+    tx.after_commit(lambda: raise_alert(settings, alert))
+    return outcome
+
+
+async def _record_failure(event_id: str, exc: Exception, settings: Settings) -> S | None:
+    """The effect rolled back; in a new transaction count the failure: RETRYING, or
+    DEAD after max_attempts."""
+    error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
+    try:
+        async with ledger_transaction() as tx:
+            event = await _claim(tx, event_id)
+            if event is None:
+                return None
+            if event.failures + 1 >= settings.max_attempts:
+                reason = f"failed {event.failures + 1} times; last error: {error}"
+                await move_event(
+                    tx, event, S.DEAD, action="dead_letter", last_error=reason[:MAX_ERROR], count_failure=True
+                )
+                alert = dead_event_alert(event.id, event.type, reason)
+                tx.after_commit(lambda: raise_alert(settings, alert))
+                _count(tx, event, "dead")
+            else:
+                delay = backoff_s(settings, event.failures)
+                await move_event(
+                    tx, event, S.RETRYING, action="failed", last_error=error, count_failure=True,
+                    next_attempt_at=datetime.now(timezone.utc) + timedelta(seconds=delay),
+                )
+                _schedule(tx, event.id, delay)
+                _count(tx, event, "failed")
+            return event.status
+    except Exception:
+        # The database itself is failing: the event stays as it was and the sweeper
+        # picks it up again; the worker goes on with the next message.
+        log.exception("could not record the failure of event %s", event_id, extra={"event_id": event_id})
+        return None
+
+
+async def _any_registered(stripe_ids: list[str]) -> bool:
+    return bool(
+        await Debt.filter(transfer_id__in=stripe_ids).exists()
+        or await Debt.filter(payment_intent_id__in=stripe_ids).exists()
+        or await ProSubscription.filter(stripe_subscription_id__in=stripe_ids).exists()
+        or await ProSubscription.filter(payment_intent_id__in=stripe_ids).exists()
+    )
+
+
+def _schedule(tx: LedgerTx, event_id: str, delay_s: float) -> None:
+    """After commit, send the retry with a broker delay (the sweeper is the safety net)."""
+    loop = asyncio.get_running_loop()
+    delay_ms = max(0, int(delay_s * 1000))
+
+    def send() -> None:
+        loop.run_in_executor(None, _send_later, event_id, delay_ms)
+
+    tx.after_commit(send)
+
+
+def _send_later(event_id: str, delay_ms: int) -> None:
+    from tasks.actors import reconcile_event
+
+    try:
+        reconcile_event.send_with_options(args=(event_id,), delay=delay_ms)
+    except Exception as exc:
+        log.warning("could not schedule the retry: %s; the sweeper will", exc, extra={"event_id": event_id})
+
+
+def _count(tx: LedgerTx, event: WebhookEvent, outcome: str) -> None:
+    type_label = event.type if event.type in HANDLERS else "other"
+    status, received_at = event.status, event.received_at
+
+    def count() -> None:
+        metrics.EVENTS_PROCESSED.labels(type_label, outcome).inc()
+        if status is S.DEAD:
+            metrics.EVENTS_DEAD.inc()
+        if status in FINAL:
+            age = (datetime.now(timezone.utc) - received_at).total_seconds()
+            metrics.RECEIVE_TO_PROCESSED.observe(max(age, 0.0))
+
+    tx.after_commit(count)

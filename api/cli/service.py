@@ -9,6 +9,7 @@ import threading
 from datetime import timedelta
 
 import typer
+from pydantic import ValidationError
 
 from api.settings import ConfigError, Settings, get_settings
 from api.tokens import issue_token
@@ -17,10 +18,15 @@ log = logging.getLogger("trackit.cli")
 
 
 def _settings() -> Settings:
+    """The process's settings; bad configuration ends the command with a clear message."""
     try:
         return get_settings()
     except ConfigError as exc:
         typer.echo(f"trackit: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except ValidationError as exc:
+        lines = [f"  TRACKIT_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
+        typer.echo("trackit: invalid configuration:\n" + "\n".join(lines), err=True)
         raise typer.Exit(2) from None
 
 
@@ -39,25 +45,34 @@ def serve(
     base = f"http://{host}:{port}"
     mode = "distributed (PostgreSQL/Redis)" if settings.distributed else "embedded (SQLite, in-process worker)"
     typer.echo(f"trackit serve: {mode}, database {settings.database_url}")
+    typer.echo(f"  webhook:   POST {base}/webhooks/stripe")
+    typer.echo(f"  graphql:   {base}/graphql")
+    typer.echo(f"  dashboard: {base}/dashboard")
+    typer.echo(f"  health:    {base}/healthz  {base}/readyz  {base}/metrics")
     if not settings.production:
-        typer.echo(f"  webhook:   POST {base}/webhooks/stripe")
+        # What a developer needs to send signed events and open the dashboard; never
+        # printed in production, where the secrets come from the environment.
         typer.echo(f"  secret:    {settings.stripe_webhook_secrets[0]}")
-        typer.echo(f"  graphql:   {base}/graphql")
-        typer.echo(f"  dashboard: {base}/dashboard")
         typer.echo(f"  admin token: {issue_token(settings, 'admin', 'admin')}")
     uvicorn.run(
         create_app(settings), host=host, port=port, loop="uvloop", http="httptools",
-        log_level="warning", access_log=False, timeout_graceful_shutdown=10,
+        log_level="warning", access_log=False, log_config=None, timeout_graceful_shutdown=10,
     )
 
 
-def worker() -> None:
+def worker(
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", help="Serve this worker's /metrics on this port (default TRACKIT_WORKER_METRICS_PORT)"
+    ),
+) -> None:
     """Run a Dramatiq worker and the sweeper (distributed mode)."""
     from api.logs import configure_logging
+    from models.changes import set_enqueuer
     from models.db import close_db, init_db
     from tasks import runtime
     from tasks.broadcast import Broadcast
     from tasks.broker import configure_broker, start_worker
+    from tasks.enqueue import EventSender
     from tasks.sweeper import run_sweeper
 
     settings = _settings()
@@ -65,11 +80,18 @@ def worker() -> None:
     if not settings.distributed:
         typer.echo("trackit worker needs TRACKIT_REDIS_URL; embedded mode runs the worker inside `serve`", err=True)
         raise typer.Exit(2)
+    if metrics_port or settings.worker_metrics_port:
+        from api.metrics import serve_worker_metrics
+
+        serve_worker_metrics(metrics_port or settings.worker_metrics_port or 0)
     runtime.start_loop_thread()
     runtime.run(init_db(settings.database_url))
     broadcast = Broadcast(settings)
     runtime.run(broadcast.start())
     broker = configure_broker(settings)
+    # Re-enqueues after a domain commit go through a sender thread: never block the loop.
+    sender = EventSender(broker)
+    set_enqueuer(sender.submit)
     dramatiq_worker = start_worker(broker, settings)
 
     async def make_stop() -> asyncio.Event:
@@ -85,6 +107,8 @@ def worker() -> None:
     dramatiq_worker.stop()
     runtime.run(_set(stop))
     sweeping.result(timeout=30)
+    set_enqueuer(None)
+    sender.close()
     runtime.run(broadcast.close())
     runtime.run(close_db())
 
@@ -95,10 +119,18 @@ async def _set(event: asyncio.Event) -> None:
 
 def migrate() -> None:
     """Apply the migration files to the configured database."""
-    from models.db import migrate_db
+    from models.db import close_db, migrate_db
 
     settings = _settings()
-    asyncio.run(migrate_db(settings.database_url))
+
+    async def run() -> None:
+        try:
+            await migrate_db(settings.database_url)
+        finally:
+            # An open SQLite connection keeps a non-daemon thread: the command would hang.
+            await close_db()
+
+    asyncio.run(run())
     typer.echo(f"migrated {settings.database_url}")
 
 

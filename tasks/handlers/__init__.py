@@ -1,12 +1,36 @@
-"""The handler registry: Stripe event type -> coroutine that reconciles it."""
+"""The handler registry: Stripe event type -> coroutine that reconciles it.
+
+A handler reads the ids from the payload, finds the record (row-locked) and calls
+`models.ledger.transition`, which applies the change and marks the event. It raises
+`MalformedPayload`, `NotYetKnown` or `AmountMismatch` (see `payload.py`) before any write."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from models.ledger import Outcome
 from models.tables import WebhookEvent
 from models.unit_of_work import LedgerTx
 
-Handler = Callable[[LedgerTx, WebhookEvent], Awaitable[None]]
+Handler = Callable[[LedgerTx, WebhookEvent, Any], Awaitable[Outcome]]
 
 HANDLERS: dict[str, Handler] = {}
+
+# The actor recorded on changes applied from what Stripe said.
+ACTOR = "stripe"
+
+
+def handles(*event_types: str) -> Callable[[Handler], Handler]:
+    """Register the decorated coroutine for `event_types`."""
+
+    def register(handler: Handler) -> Handler:
+        for event_type in event_types:
+            HANDLERS[event_type] = handler
+        return handler
+
+    return register
+
+
+# Importing the families fills HANDLERS.
+from tasks.handlers import invoices, payment_intents, subscriptions, transfers  # noqa: E402,F401
