@@ -28,6 +28,7 @@ log = logging.getLogger("trackit.app")
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
+    """The whole HTTP surface of SPEC section 3; the mode follows from `settings`."""
     settings = settings or get_settings()
     broadcast = Broadcast(settings)
 
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             stop.set()
             set_enqueuer(None)
-            sender.close()
+            await asyncio.to_thread(sender.close)
             if worker is not None:
                 # Worker threads wait on this loop: stop them off the loop.
                 await asyncio.to_thread(worker.stop)

@@ -82,7 +82,8 @@ def parse_event(text: str) -> dict[str, Any]:
         raise Rejected(400, "event is not a JSON object", "not_json")
     for key in ("id", "type"):
         value = event.get(key)
-        if not isinstance(value, str) or not value or len(value) > 255:
+        # NUL is in no Stripe id and PostgreSQL text cannot hold it: storing would 503 forever.
+        if not isinstance(value, str) or not value or len(value) > 255 or "\x00" in value:
             raise Rejected(400, f"event has no valid `{key}`", "no_id_or_type")
     return event
 

@@ -40,12 +40,15 @@ FEED = "subscription { reconciliationFeed { sequence at entityType entityId toSt
 
 async def _subscriber(
     url: str, token: str, measured: set[str], latencies: list[float], counters: dict[str, Synchronized],  # type: ignore[type-arg]
-    stop: Any, gate: asyncio.Semaphore,
+    stop: Any, gate: asyncio.Semaphore, compression: bool,
 ) -> None:
     from websockets.asyncio.client import connect
 
     async with gate:
-        ws = await connect(url, subprotocols=["graphql-transport-ws"], max_queue=None, open_timeout=60)  # type: ignore[list-item]
+        ws = await connect(
+            url, subprotocols=["graphql-transport-ws"], max_queue=None, open_timeout=60,  # type: ignore[list-item]
+            compression="deflate" if compression else None,
+        )
         await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}))
         while json.loads(await ws.recv())["type"] != "connection_ack":
             pass
@@ -81,7 +84,7 @@ def _add(counter: Synchronized) -> None:  # type: ignore[type-arg]
 
 def client_process(
     url: str, token: str, count: int, measured: list[str], counters: dict[str, Synchronized],  # type: ignore[type-arg]
-    stop: Any, results: Any,
+    stop: Any, results: Any, compression: bool,
 ) -> None:
     """Hold `count` subscriptions open until `stop`; put the latencies seen on `results`."""
 
@@ -90,7 +93,7 @@ def client_process(
         gate = asyncio.Semaphore(50)  # connect a few at a time: the listen backlog is finite
         wanted = set(measured)
         tasks = [
-            asyncio.create_task(_subscriber(url, token, wanted, latencies, counters, stop, gate))
+            asyncio.create_task(_subscriber(url, token, wanted, latencies, counters, stop, gate, compression))
             for _ in range(count)
         ]
         while not stop.is_set():
@@ -109,12 +112,18 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
 
 
-def post_event(client: httpx.Client, evt: dict[str, Any]) -> None:
+def post_event(client: httpx.Client, evt: dict[str, Any], refused: list[int]) -> None:
+    """Post as Stripe does: a 503 is retried (and counted), anything else must be 200."""
     body = json.dumps(evt, separators=(",", ":"))
-    response = client.post(
-        "/webhooks/stripe", content=body,
-        headers={"Stripe-Signature": signature(body, P.SECRET, int(time.time())), "Content-Type": "application/json"},
-    )
+    for _ in range(10):
+        response = client.post(
+            "/webhooks/stripe", content=body,
+            headers={"Stripe-Signature": signature(body, P.SECRET, int(time.time())), "Content-Type": "application/json"},
+        )
+        if response.status_code != 503:
+            response.raise_for_status()
+            return
+        refused.append(503)
     response.raise_for_status()
 
 
@@ -138,6 +147,7 @@ def run(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
             worker = P.start_trackit_worker(env, logs)
             stack.callback(worker.stop)
         token = P.admin_token()
+        refused: list[int] = []
         idle_rss = P.rss_mb(server.popen.pid)
         measured = [f"evt_fanout_{uuid.uuid4().hex}" for _ in range(args.changes)]
         ctx = mp.get_context("spawn")
@@ -146,7 +156,7 @@ def run(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
         per_client = [args.subscribers // args.clients + (i < args.subscribers % args.clients) for i in range(args.clients)]
         url = server.base_url.replace("http", "ws") + "/graphql"
         clients = [
-            ctx.Process(target=client_process, args=(url, token, n, measured, counters, stop, results))
+            ctx.Process(target=client_process, args=(url, token, n, measured, counters, stop, results, not args.no_compression))
             for n in per_client
         ]
         for c in clients:
@@ -160,18 +170,21 @@ def run(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
                 while counters["primed"].value < args.subscribers:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"only {counters['primed'].value} subscribers got a change")
-                    post_event(http, event("customer.created", {"id": "cus_warm", "object": "customer"}))
+                    post_event(http, event("customer.created", {"id": "cus_warm", "object": "customer"}), refused)
                     time.sleep(1.0)
                 connected_rss = P.rss_mb(server.popen.pid)
+                spy = P.profile(server, logs / "profile-fanout.collapsed", args.changes / args.rate) if args.profile else None
                 interval = 1 / args.rate
                 started = time.monotonic()
                 for i, event_id in enumerate(measured):
                     time.sleep(max(0.0, started + i * interval - time.monotonic()))
-                    post_event(http, event("customer.created", {"id": f"cus_{i}", "object": "customer"}, id=event_id))
+                    post_event(http, event("customer.created", {"id": f"cus_{i}", "object": "customer"}, id=event_id), refused)
             expected = args.changes * args.subscribers
             with contextlib.suppress(RuntimeError):
                 wait_for(lambda: counters["delivered"].value >= expected, 120, "every delivery")
             peak_rss = P.rss_mb(server.popen.pid)
+            if spy is not None:
+                spy.wait()
         finally:
             stop.set()
         latencies: list[float] = []
@@ -181,12 +194,13 @@ def run(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
             c.join(30)
     return {
         "subscribers": args.subscribers, "changes": args.changes, "rate": args.rate,
-        "mode": "embedded (SQLite)" if args.embedded else "distributed (PostgreSQL + Redis, 1 worker)",
+        "mode": ("embedded (SQLite)" if args.embedded else "distributed (PostgreSQL + Redis, 1 worker)")
+        + ("" if not args.no_compression else ", no permessage-deflate"),
         "deliveries": len(latencies), "expected": args.changes * args.subscribers,
         "p50_ms": 1000 * percentile(latencies, 0.50), "p99_ms": 1000 * percentile(latencies, 0.99),
         "max_ms": 1000 * max(latencies, default=float("nan")),
         "mean_ms": 1000 * statistics.fmean(latencies) if latencies else float("nan"),
-        "rss_idle_mb": idle_rss, "rss_connected_mb": connected_rss, "rss_peak_mb": peak_rss,
+        "webhook_503": len(refused), "rss_idle_mb": idle_rss, "rss_connected_mb": connected_rss, "rss_peak_mb": peak_rss,
     }
 
 
@@ -216,16 +230,22 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5.0, help="changes per second")
     parser.add_argument("--clients", type=int, default=2, help="subscriber processes")
     parser.add_argument("--embedded", action="store_true", help="SQLite, one process")
+    parser.add_argument("--no-compression", action="store_true",
+                        help="subscribers do not offer permessage-deflate (browsers and `websockets` do)")
+    parser.add_argument("--profile", action="store_true", help="py-spy the API process while changes flow")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
     started = conditions()
-    with tempfile.TemporaryDirectory(prefix="trackit-fanout-") as tmp:
-        result = run(args, Path(tmp))
+    # Kept afterwards: the servers' logs explain a bad run.
+    logs = Path(tempfile.mkdtemp(prefix="trackit-fanout-"))
+    print(f"logs in {logs}", flush=True)
+    result = run(args, logs)
     markdown = render(result, started)
     print(markdown)
-    save("fanout-embedded" if args.embedded else "fanout", {"conditions": started, **result})
+    name = "fanout" + ("-embedded" if args.embedded else "") + ("-no-deflate" if args.no_compression else "")
+    save(name, {"conditions": started, **result})
     if not args.no_docs:
-        write_section("fanout-embedded" if args.embedded else "fanout", markdown)
+        write_section(name, markdown)
 
 
 if __name__ == "__main__":

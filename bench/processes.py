@@ -220,3 +220,12 @@ def admin_token(hours: float = 12.0) -> str:
 
     exp = int(time.time() + hours * 3600)
     return str(jwt.encode({"sub": "bench", "role": "admin", "exp": exp}, JWT_SECRET, algorithm="HS256"))
+
+
+def profile(child: Child, out: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """Sample `child` with py-spy for `seconds` into collapsed stacks at `out`."""
+    return subprocess.Popen(
+        [str(BIN / "py-spy"), "record", "--pid", str(child.popen.pid), "--duration", str(max(1, int(seconds))),
+         "--rate", "100", "--threads", "--nonblocking", "--format", "raw", "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )

@@ -107,7 +107,8 @@ async def measure(base: str, transfers: dict[str, str], rate: int) -> tuple[list
         url=base.replace("http://", "ws://") + "/graphql", init_payload={"Authorization": f"Bearer {admin_token()}"},
         subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
     )
-    async with Client(transport=ws) as session, httpx.AsyncClient(timeout=30) as http:
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+    async with Client(transport=ws) as session, httpx.AsyncClient(timeout=httpx.Timeout(60, pool=None), limits=limits) as http:
 
         async def listen() -> None:
             async for item in session.subscribe(GraphQLRequest(WATCH)):

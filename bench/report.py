@@ -54,3 +54,16 @@ def write_section(name: str, markdown: str) -> None:
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(text)
+
+
+def main() -> None:
+    """`python -m bench.report NAME TITLE COMMAND < output`: put a script's markdown output
+    (bench/reconcile.py, bench/push_latency.py) into its section, with its command."""
+    name, title, command = sys.argv[1:4]
+    output = sys.stdin.read().strip()
+    save(name, {"conditions": conditions(), "command": command, "output": output})
+    write_section(name, f"### {title}\n\n{output}\n\nCommand: `{command}`  \nConditions: {conditions()}")
+
+
+if __name__ == "__main__":
+    main()

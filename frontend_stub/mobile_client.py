@@ -95,7 +95,9 @@ class DebtWatcher:
 def _close_code(exc: BaseException) -> int | None:
     """The websocket close code behind a gql transport error, if the server sent one."""
     seen: BaseException | None = exc
-    while seen is not None:
+    for _ in range(10):  # a chain, not a cycle: but never loop forever on one
+        if seen is None:
+            break
         if isinstance(seen, ConnectionClosed) and seen.rcvd is not None:
             return int(seen.rcvd.code)
         seen = seen.__cause__ or seen.__context__

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from models.sql import dialect, for_dialect, insert_rows
+from models.sql import dialect, for_dialect, insert_statement
 from models.tables import AuditEntry, LedgerHead
 
 GENESIS_HASH = "0" * 64
@@ -59,13 +59,23 @@ def entry_hash(prev_hash: str, entry: AuditEntry) -> str:
     return hashlib.sha256(prev_hash.encode() + body).hexdigest()
 
 
-async def append_entries(conn: BaseDBAsyncClient, drafts: list[AuditDraft]) -> list[AuditEntry]:
-    """Chain and insert `drafts` under the head's row lock; call last in the transaction."""
+async def append_entries(
+    conn: BaseDBAsyncClient, drafts: list[AuditDraft], *, defer_flush: bool = False
+) -> list[AuditEntry]:
+    """Chain and insert `drafts` under the head's row lock; call last in the transaction.
+
+    On PostgreSQL the lock is held for two round trips and the commit; `defer_flush`
+    makes that commit return before the WAL flush (the caller then waits for it)."""
     if not drafts:
         return []
     name = dialect(conn)
-    lock = " FOR UPDATE" if name == "postgres" else ""
-    rows = await conn.execute_query_dict(f"SELECT last_id, last_hash FROM ledger_head WHERE id = 1{lock}")
+    if name == "postgres":
+        sync = ", set_config('synchronous_commit', 'off', true)" if defer_flush else ""
+        rows = await conn.execute_query_dict(
+            f"SELECT last_id, last_hash{sync} FROM ledger_head WHERE id = 1 FOR UPDATE"
+        )
+    else:
+        rows = await conn.execute_query_dict("SELECT last_id, last_hash FROM ledger_head WHERE id = 1")
     # Microsecond precision, as both databases store it, so the hash survives a round trip.
     now = datetime.now(timezone.utc)
     prev_hash, next_id = str(rows[0]["last_hash"]), int(rows[0]["last_id"])
@@ -89,10 +99,14 @@ async def append_entries(conn: BaseDBAsyncClient, drafts: list[AuditDraft]) -> l
         )
         entry.hash = prev_hash = entry_hash(prev_hash, entry)
         entries.append(entry)
-    await insert_rows(conn, list(entries))
-    await conn.execute_query(
-        for_dialect("UPDATE ledger_head SET last_id = ?, last_hash = ? WHERE id = 1", name), [next_id, prev_hash]
-    )
+    insert, params = insert_statement(name, list(entries))
+    move_head = "UPDATE ledger_head SET last_id = ?, last_hash = ? WHERE id = 1"
+    if name == "postgres":
+        # One round trip inside the lock: the entries and the new head together.
+        await conn.execute_query(for_dialect(f"WITH appended AS ({insert}) {move_head}", name), [*params, next_id, prev_hash])
+    else:
+        await conn.execute_query(for_dialect(insert, name), params)
+        await conn.execute_query(move_head, [next_id, prev_hash])
     return entries
 
 

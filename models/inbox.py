@@ -61,6 +61,30 @@ async def move_event(
 ) -> None:
     """Move `event` (row locked by the caller) to `to_status` and audit the move; `note`
     (why, e.g. a stale event) goes into the audit entry's `after`."""
+    values = plan_event_move(
+        tx, event, to_status, actor=actor, action=action, last_error=last_error,
+        next_attempt_at=next_attempt_at, waiting_for=waiting_for, count_attempt=count_attempt,
+        count_failure=count_failure, note=note,
+    )
+    await update_row(tx.conn, event, values)
+
+
+def plan_event_move(
+    tx: LedgerTx,
+    event: WebhookEvent,
+    to_status: S,
+    *,
+    actor: str = "reconciler",
+    action: str = "status_changed",
+    last_error: str | None = None,
+    next_attempt_at: datetime | None = None,
+    waiting_for: str | None = None,
+    count_attempt: bool = True,
+    count_failure: bool = False,
+    note: str | None = None,
+) -> dict[str, object]:
+    """`move_event` without the write: check and apply the move to `event`, audit it, and
+    return the column values the caller must write in this transaction."""
     from_status = event.status
     if to_status not in ALLOWED[from_status]:
         raise EventTransitionNotAllowed(event.id, from_status, to_status)
@@ -76,15 +100,6 @@ async def move_event(
         event.processed_at = now
     if to_status is S.RECEIVED:
         event.failures = 0
-    await update_row(
-        tx.conn,
-        event,
-        {
-            "status": event.status, "attempts": event.attempts, "failures": event.failures,
-            "last_error": event.last_error, "next_attempt_at": event.next_attempt_at,
-            "waiting_for": event.waiting_for, "processed_at": event.processed_at,
-        },
-    )
     after = event_snapshot(event)
     if note is not None:
         after["note"] = note
@@ -101,3 +116,8 @@ async def move_event(
             to_status=to_status.value,
         )
     )
+    return {
+        "status": event.status, "attempts": event.attempts, "failures": event.failures,
+        "last_error": event.last_error, "next_attempt_at": event.next_attempt_at,
+        "waiting_for": event.waiting_for, "processed_at": event.processed_at,
+    }

@@ -40,11 +40,11 @@ async def select_one(
     return model._init_from_db(**rows[0]) if rows else None
 
 
-async def update_row(
-    conn: BaseDBAsyncClient, instance: Model, values: dict[str, Any], *, expect: dict[str, Any] | None = None
-) -> int:
-    """UPDATE `instance`'s row with `values` where its id (and `expect`) match; the
-    number of rows changed (1, or 0 when `expect` no longer holds)."""
+def update_statement(
+    instance: Model, values: dict[str, Any], expect: dict[str, Any] | None = None
+) -> tuple[str, list[Any]]:
+    """UPDATE of `instance`'s row with `values` where its id (and `expect`) match, with
+    `?` placeholders, and its parameters."""
     meta = instance._meta
     fields = meta.fields_map
     sets = ", ".join(f'"{fields[k].source_field or k}" = ?' for k in values)
@@ -52,21 +52,26 @@ async def update_row(
     params = [fields[k].to_db_value(v, instance) for k, v in values.items()]
     params.append(instance.pk)
     params += [fields[k].to_db_value(v, instance) for k, v in (expect or {}).items()]
-    text = f'UPDATE "{meta.db_table}" SET {sets} WHERE {" AND ".join(conditions)}'
+    return f'UPDATE "{meta.db_table}" SET {sets} WHERE {" AND ".join(conditions)}', params
+
+
+async def update_row(
+    conn: BaseDBAsyncClient, instance: Model, values: dict[str, Any], *, expect: dict[str, Any] | None = None
+) -> int:
+    """UPDATE `instance`'s row with `values` where its id (and `expect`) match; the
+    number of rows changed (1, or 0 when `expect` no longer holds)."""
+    text, params = update_statement(instance, values, expect)
     count, _ = await conn.execute_query(for_dialect(text, dialect(conn)), params)
     return int(count)
 
 
-async def insert_rows(conn: BaseDBAsyncClient, instances: list[Model]) -> None:
-    """One multi-row INSERT of `instances` (all of one model, every column given)."""
-    if not instances:
-        return
+def insert_statement(dialect_name: str, instances: list[Model]) -> tuple[str, list[Any]]:
+    """A multi-row INSERT of `instances` (all of one model, every column given), with
+    `?` placeholders, and its parameters."""
     meta = instances[0]._meta
     columns = [name for name in meta.fields_db_projection if name in meta.fields_map]
     row = "(" + ", ".join("?" for _ in columns) + ")"
     names = ", ".join(f'"{meta.fields_db_projection[c]}"' for c in columns)
     text = f'INSERT INTO "{meta.db_table}" ({names}) VALUES {", ".join(row for _ in instances)}'
-    params = [
-        meta.fields_map[c].to_db_value(getattr(obj, c), obj) for obj in instances for c in columns
-    ]
-    await conn.execute_query(for_dialect(text, dialect(conn)), params)
+    params = [meta.fields_map[c].to_db_value(getattr(obj, c), obj) for obj in instances for c in columns]
+    return text, params

@@ -45,15 +45,13 @@ async def ledger_transaction() -> AsyncIterator[LedgerTx]:
     async with in_transaction() as conn:
         tx = LedgerTx(conn)
         yield tx
-        postgres = tx.drafts and conn.capabilities.dialect == "postgres"
-        if postgres:
-            # The chain head stays locked until the commit returns: with a synchronous
-            # commit that includes the WAL flush (~4 ms here), which would cap the whole
-            # service near 1/fsync. Commit without waiting, then wait for the flush below
-            # (outside the lock, so flushes of concurrent commits are grouped).
-            await conn.execute_script("SET LOCAL synchronous_commit TO OFF")
-        tx.entries = await append_entries(conn, tx.drafts)
-    if tx.entries and conn.capabilities.dialect == "postgres":
+        # The chain head stays locked until the commit returns: a synchronous commit
+        # includes the WAL flush (~4 ms here), which would cap the whole service near
+        # 1/fsync. PostgreSQL commits without waiting, and we wait for the flush below,
+        # outside the lock, where the flushes of concurrent commits are grouped.
+        postgres = conn.capabilities.dialect == "postgres"
+        tx.entries = await append_entries(conn, tx.drafts, defer_flush=postgres)
+    if tx.entries and postgres:
         await flush_wal()
     _after_commit(tx)
 

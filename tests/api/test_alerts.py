@@ -52,6 +52,10 @@ def receiver() -> Iterator[Receiver]:
     server.server_close()
 
 
+# Production's shape: the alert leaves from the worker process, not from serve.
+pytestmark = pytest.mark.parametrize("mode", ["distributed"], indirect=True)
+
+
 @pytest.fixture
 async def settings(settings: Settings, receiver: Receiver) -> Settings:
     return settings.model_copy(update={"alert_webhook_url": receiver.url})

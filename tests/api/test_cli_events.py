@@ -14,6 +14,11 @@ from tests.fixtures.services import wait_until
 from tests.fixtures.stripe_events import event, transfer, unique_id
 
 
+# Distributed: the retry is enqueued to Redis by the CLI process itself (embedded mode
+# leaves it to the server's sweeper, the path backfill's embedded run covers).
+pytestmark = pytest.mark.parametrize("mode", ["distributed"], indirect=True)
+
+
 @pytest.fixture
 async def settings(settings: Settings) -> Settings:
     """A one-second match window: an event for a transfer nobody registered dies fast."""

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from api.settings import Settings
 from tests.fixtures.fake_stripe import FakeStripe, fake_stripe  # noqa: F401 (fixture)
 from tests.fixtures.operator import AdminApi, run_trackit
 from tests.fixtures.processes import Server
 from tests.fixtures.services import wait_until
 from tests.fixtures.stripe_events import payment_intent, transfer, unique_id
+
+# The inbox path (store, then the worker or the sweeper) is the same as backfill's,
+# which runs in both modes.
+pytestmark = pytest.mark.parametrize("mode", ["embedded"], indirect=True)
 
 
 async def test_a_debt_whose_webhook_never_came_is_settled_from_stripe(

@@ -69,8 +69,10 @@ async def test_metrics_count_what_happened_to_the_webhooks(service: Server, sett
     assert total(reconciled, "trackit_webhook_events_dead_total") == 1
     assert total(reconciled, "trackit_receive_to_processed_seconds_count") >= 2
 
+    await _websocket_subscribers_are_counted(service, settings)
 
-async def test_metrics_count_websocket_subscribers(service: Server, settings: Settings) -> None:
+
+async def _websocket_subscribers_are_counted(service: Server, settings: Settings) -> None:
     def subscribers() -> float:
         return total(scrape(f"{service.base_url}/metrics"), "trackit_websocket_subscribers")
 

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,7 @@ async def build_oracle(unique: int) -> Oracle:
     third_name, subscriptions = int(unique * 0.06), int(unique * 0.105)
     ignored = unique - (2 * transfers + third_name + intents_ok + intents_failed + 2 * subscriptions)
     members = await gather_limited(4, [
-        (lambda i=i: registration.create_user(f"chaos-{i}-{unique_id('u')}@example.com", f"Member {i}", actor=ACTOR))
+        partial(registration.create_user, f"chaos-{i}-{unique_id('u')}@example.com", f"Member {i}", actor=ACTOR)
         for i in range(8)
     ])
     group = await registration.create_group("Chaos", [m.id for m in members], actor=ACTOR)
@@ -125,10 +126,10 @@ async def build_oracle(unique: int) -> Oracle:
         oracle.records[("ProSubscription", sub.id)] = ProSubscriptionStatus.ACTIVE.value
         oracle.payments[(inv["id"], "SUCCEEDED", "SUBSCRIPTION", 999, user.id)] += 1
 
-    jobs: list[Callable[[], Awaitable[None]]] = [(lambda n=n: by_transfer(n)) for n in range(transfers)]
-    jobs += [(lambda n=n: by_intent(n, True)) for n in range(intents_ok)]
-    jobs += [(lambda n=n: by_intent(intents_ok + n, False)) for n in range(intents_failed)]
-    jobs += [(lambda n=n: pro(n)) for n in range(subscriptions)]
+    jobs: list[Callable[[], Awaitable[None]]] = [partial(by_transfer, n) for n in range(transfers)]
+    jobs += [partial(by_intent, n, True) for n in range(intents_ok)]
+    jobs += [partial(by_intent, intents_ok + n, False) for n in range(intents_failed)]
+    jobs += [partial(pro, n) for n in range(subscriptions)]
     await gather_limited(6, jobs)
     oracle.expect(
         *(event("customer.created", {"id": unique_id("cus"), "object": "customer"}) for _ in range(ignored)),
@@ -161,7 +162,7 @@ async def post_all(server: Server, events: list[dict[str, Any]], answers: Counte
             else:
                 answers["duplicate" if response.json()["duplicate"] else "new"] += 1
 
-        await gather_limited(8, [(lambda e=e: post(e)) for e in events])
+        await gather_limited(8, [partial(post, e) for e in events])
 
 
 async def terminal_events() -> int:
@@ -195,8 +196,7 @@ async def test_nothing_lost_nothing_doubled_through_worker_kills_and_a_redis_res
 ) -> None:
     settings, redis = chaos_settings
     unique = round(DELIVERIES * (1 - DUPLICATE_SHARE))
-    import time; T0=time.monotonic(); P=lambda m: print(f"T+{time.monotonic()-T0:6.1f} {m}", flush=True)
-    oracle = await build_oracle(unique); P("registered")
+    oracle = await build_oracle(unique)
     assert len(oracle.events) == unique
     server = start_server(settings, tmp_path)
     processes.append(server)
@@ -219,7 +219,6 @@ async def test_nothing_lost_nothing_doubled_through_worker_kills_and_a_redis_res
             lambda s=share: _at_least(terminal_events, s * unique), timeout=180, interval=0.25,
             message=f"{share:.0%} applied before '{action}'",
         )
-        P(f"{action} at {await terminal_events()}")
         if action == "restart redis":
             redis.kill()
             redis.start()
@@ -227,13 +226,12 @@ async def test_nothing_lost_nothing_doubled_through_worker_kills_and_a_redis_res
             slot = action.split()[1]
             workers[slot].kill()
             workers[slot] = worker(slot)
-    await posting; P("posted")
+    await posting
     await wait_until(
         lambda: _at_least(terminal_events, unique), timeout=240, interval=0.5,
         message=f"all {unique} unique events applied",
     )
 
-    P("all applied")
     # Every delivery answered 200; exactly the redeliveries were flagged as duplicates.
     assert answers == Counter({"new": unique, "duplicate": DELIVERIES - unique}), answers
     await assert_matches_oracle(oracle)

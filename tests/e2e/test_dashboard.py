@@ -65,6 +65,11 @@ async def open_dashboard(browser: Browser, server: Server, token: str) -> tuple[
     return page, errors
 
 
+async def is_live(page: Page) -> bool:
+    # Not wait_for_function: its polling evaluates strings, which the page's CSP forbids.
+    return bool(await page.evaluate("window.trackitDashboard.isLive()"))
+
+
 def row(event_id: str) -> str:
     return f'#events tr[data-event-id="{event_id}"]'
 
@@ -77,7 +82,7 @@ def feed_entry(entity_id: str, to_status: str | None = None) -> str:
 async def test_the_dashboard_follows_the_inbox_live(browser: Browser, service: Server, settings: Settings) -> None:
     api = AdminApi(service, settings)
     page, errors = await open_dashboard(browser, service, api.token)
-    await page.wait_for_function("window.trackitDashboard.isLive()", timeout=15_000)
+    await wait_until(lambda: is_live(page), timeout=15, message="feed connected")
 
     # A webhook comes in: its row and its feed entry show without a reload.
     evt = event("customer.created", {"id": "cus_dash", "object": "customer"})
@@ -91,6 +96,11 @@ async def test_the_dashboard_follows_the_inbox_live(browser: Browser, service: S
     early = event("transfer.created", transfer(id=transfer_id, amount=1800))
     service.post_event(early)
     await page.wait_for_selector(f'{row(early["id"])}[data-status="DEAD"] button.retry', timeout=20_000)
+    await page.select_option("#status-filter", "DEAD")
+    await page.wait_for_selector(row(evt["id"]), state="detached", timeout=5_000)
+    assert await page.eval_on_selector_all("#events tr", "rows => rows.map(r => r.dataset.status)") == ["DEAD"]
+    await page.select_option("#status-filter", "")
+    await page.wait_for_selector(row(evt["id"]), timeout=5_000)
     debt = api.debt_awaiting_settlement(amount_cents=1800, transfer_id=transfer_id)
     await page.wait_for_selector(f'#settlements tr[data-debt-id="{debt["id"]}"]', timeout=5_000)
     # The README's picture: a DEAD event with its Retry button, a settlement pending.
@@ -119,7 +129,7 @@ async def test_the_dashboard_follows_the_inbox_live(browser: Browser, service: S
     after_drop = event("customer.created", {"id": "cus_after_drop", "object": "customer"})
     service.post_event(after_drop)
     await page.wait_for_selector(feed_entry(after_drop["id"], "IGNORED"), timeout=15_000)
-    await page.wait_for_function("window.trackitDashboard.isLive()", timeout=15_000)
+    await wait_until(lambda: is_live(page), timeout=15, message="feed reconnected")
 
     sequences = await page.eval_on_selector_all("#feed li", "items => items.map(i => Number(i.dataset.sequence))")
     assert len(sequences) == len(set(sequences)), "no change shown twice"

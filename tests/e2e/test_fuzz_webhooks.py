@@ -101,7 +101,7 @@ def huge_or_odd() -> st.SearchStrategy[Body]:
         Body(b'{"id": "evt_\\u0000nul", "type": "x\\u0000"}'),
         Body(b'{"id": "evt_surrogate\\ud800", "type": "x"}'),
         Body(b'{"id": "evt_nul_inside", "type": "transfer.created", "created": 1700000000, "data": {"object": '
-             b'{"object": "transfer", "id": "tr_\\u0000", "amount": 1, "currency": "usd\\u0000"}}}'),
+             b'{"object": "transfer", "id": "tr_\\u0000", "amount": 1, "currency": "usd"}}}'),
         Body('{"id": "évt_ünïcødé_🦄", "type": "transfer.created", "data": {"object": "🦄"}}'.encode()),
         Body(b'{"id": 1e400, "type": "x"}'),
         Body(b'{"id": "' + b"e" * 300 + b'", "type": "x"}'),

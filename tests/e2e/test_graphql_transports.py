@@ -162,8 +162,8 @@ async def test_subscriptions_over_both_websocket_protocols(service: Server, sett
         seen = await asyncio.wait_for(_until(new_feed, lambda p: p["reconciliationFeed"]["toStatus"] == "SETTLED"), 15)
         assert seen["reconciliationFeed"]["eventId"] == evt["id"]
         await legacy.stop(legacy_op)
-        await new_debt.aclose()  # type: ignore[attr-defined]
-        await new_feed.aclose()  # type: ignore[attr-defined]
+        await new_debt.aclose()
+        await new_feed.aclose()
 
 
 async def _wait_subscribed(service: Server, count: int) -> None:

@@ -83,7 +83,7 @@ async def test_the_feed_resumes_after_a_disconnect_with_exactly_the_missed_chang
         # Then live: Stripe confirms one transfer, the worker settles the debt.
         evt = event("transfer.created", transfer(id=transfers[debts[0]], amount=1100))
         assert service.post_event(evt).status_code == 200
-        live = []
+        live: list[dict[str, Any]] = []
         while not any(c["entityId"] == debts[0] and c["toStatus"] == "SETTLED" for c in live):
             live.append((await next_item(stream))["reconciliationFeed"])
         assert [c["sequence"] for c in live] == sorted(set(c["sequence"] for c in live))

@@ -59,7 +59,7 @@ def watch(processes: list[Proc]) -> Iterator[Any]:
         popen.wait(10)
 
 
-async def test_the_phone_sees_its_debt_settle_and_nothing_else(
+async def test_the_phone_sees_its_debt_change_and_nothing_else(
     service: Server, settings: Settings, watch: Any, processes: list[Proc], tmp_path: Path
 ) -> None:
     api = AdminApi(service, settings)
@@ -69,29 +69,22 @@ async def test_the_phone_sees_its_debt_settle_and_nothing_else(
     await wait_until(lambda: phone.statuses() == ["PENDING_SETTLEMENT"], timeout=20, message="current status")
 
     service.post_event(event("transfer.created", transfer(id=other["transferId"], amount=3000)))
-    await wait_until(lambda: api.debt_status(other["id"]) == "SETTLED", timeout=20, message="other debt settled")
-
-    # The server dies and comes back on the same address; the phone finds it again.
-    service.kill()
-    server = start_server(settings, tmp_path, name="serve-again", port=service.port)
-    processes.append(server)
-    server.post_event(event("transfer.created", transfer(id=mine["transferId"], amount=2000)))
-
-    await wait_until(lambda: "SETTLED" in phone.statuses(), timeout=30, message="SETTLED printed")
-    assert phone.statuses() == ["PENDING_SETTLEMENT", "SETTLED"]
-    assert {line["id"] for line in phone.lines} == {mine["id"]}
-    assert phone.popen.poll() is None, "the client keeps watching"
-
-
-async def test_the_phone_is_pushed_the_change_while_connected(
-    service: Server, settings: Settings, watch: Any
-) -> None:
-    api = AdminApi(service, settings)
-    mine = api.debt_awaiting_settlement(amount_cents=2000, transfer_id=unique_id("tr"))
-    phone = watch(service, api.token, mine["id"])
-    await wait_until(lambda: phone.lines, timeout=20, message="current status")
-
     service.post_event(event("transfer.created", transfer(id=mine["transferId"], amount=2000)))
 
     await wait_until(lambda: "SETTLED" in phone.statuses(), timeout=20, message="SETTLED pushed")
-    assert [line["source"] for line in phone.lines] == ["current", "push"]
+    assert api.debt_status(other["id"]) == "SETTLED"
+    assert [(line["status"], line["source"]) for line in phone.lines] == [
+        ("PENDING_SETTLEMENT", "current"), ("SETTLED", "push")
+    ]
+
+    # The server dies and comes back on the same address; the phone finds it again and
+    # learns of the reversal, whether pushed or read when it reconnects.
+    service.kill()
+    server = start_server(settings, tmp_path, name="serve-again", port=service.port)
+    processes.append(server)
+    server.post_event(event("transfer.reversed", transfer(id=mine["transferId"], amount=2000, reversed_amount=2000)))
+
+    await wait_until(lambda: len(phone.lines) == 3, timeout=30, message="the reversal printed")
+    assert phone.statuses() == ["PENDING_SETTLEMENT", "SETTLED", "OPEN"]
+    assert {line["id"] for line in phone.lines} == {mine["id"]}, "nothing about the other debt"
+    assert phone.popen.poll() is None, "the client keeps watching"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -63,7 +63,7 @@ async def gql_execute(session: AsyncClientSession, query: str, **variables: Any)
         return {"data": exc.data, "errors": exc.errors}
 
 
-def gql_subscribe(session: AsyncClientSession, query: str, **variables: Any) -> AsyncIterator[Payload]:
+def gql_subscribe(session: AsyncClientSession, query: str, **variables: Any) -> AsyncGenerator[Payload, None]:
     return session.subscribe(GraphQLRequest(query, variable_values=variables))  # type: ignore[return-value]
 
 

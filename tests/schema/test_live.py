@@ -24,7 +24,7 @@ async def settle(debt: Debt) -> Debt:
     return await registration.register_settlement(debt.id, unique_id("tr"), actor="admin:tests")
 
 
-async def next_data(stream: AsyncGenerator[Any, None], timeout: float = 10) -> dict[str, Any]:
+async def next_data(stream: AsyncGenerator[Any, None], timeout: float = 30) -> dict[str, Any]:
     result = await asyncio.wait_for(stream.__anext__(), timeout)
     assert not result.errors, result.errors
     return dict(result.data)

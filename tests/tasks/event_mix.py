@@ -4,6 +4,7 @@ multi-process tests and by bench/reconcile.py."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,8 +52,11 @@ async def build_mix(n_scenarios: int, rng: random.Random) -> Mix:
     members = [await create_user() for _ in range(6)]
     group = await create_group(members)
     kinds = rng.choices(list(KINDS), weights=list(KINDS.values()), k=n_scenarios)
-    for i, kind in enumerate(kinds):
-        t = T0 + i * 100
+    pairs = [rng.sample(members, 2) for _ in kinds]
+    amounts = [rng.randint(100, 50_000) for _ in kinds]
+
+    async def scenario(i: int) -> None:
+        kind, t = kinds[i], T0 + i * 100
         if kind == "ignored":
             evt = se.event("customer.created", {"id": se.unique_id("cus"), "object": "customer"}, created=t)
             mix.events.append(evt)
@@ -60,9 +64,13 @@ async def build_mix(n_scenarios: int, rng: random.Random) -> Mix:
         elif kind.startswith("sub"):
             await _subscription(mix, kind, t)
         else:
-            debtor, creditor = rng.sample(members, 2)
-            debt = await create_debt(group=group, debtor=debtor, creditor=creditor, amount_cents=rng.randint(100, 50_000))
+            debtor, creditor = pairs[i]
+            debt = await create_debt(group=group, debtor=debtor, creditor=creditor, amount_cents=amounts[i])
             await _debt(mix, kind, debt, t)
+
+    # Registrations in small concurrent batches: the setup, not the subject, of the tests.
+    for start in range(0, n_scenarios, 8):
+        await asyncio.gather(*(scenario(i) for i in range(start, min(start + 8, n_scenarios))))
     return mix
 
 

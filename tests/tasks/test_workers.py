@@ -25,8 +25,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("mode", ["distribute
 async def send_all(mix: Mix, rng: random.Random) -> int:
     """Store every delivery (30 % redeliveries, shuffled) and send a message for each."""
     deliveries = mix.deliveries(0.3, rng)
-    for evt in deliveries:
-        await store(evt)
+    for start in range(0, len(deliveries), 16):
+        await asyncio.gather(*(store(evt) for evt in deliveries[start : start + 16]))
     ids = [e["id"] for e in deliveries]
     await asyncio.to_thread(lambda: [reconcile_event.send(i) for i in ids])
     return len(deliveries)
