@@ -31,7 +31,20 @@ def _connection(database_url: str) -> str | dict[str, Any]:
         # WAL lets readers (GraphQL) run beside the single writer.
         sep = "&" if "?" in database_url else "?"
         return f"{database_url}{sep}journal_mode=WAL&journal_size_limit=67108864"
+    if database_url.startswith(("postgres://", "postgresql://", "asyncpg://")):
+        from tortoise.backends.base.config_generator import expand_db_url
+
+        config = expand_db_url(database_url)
+        # asyncpg resets every connection it takes back (`RESET ALL`, `UNLISTEN *`, ...):
+        # one more round trip per transaction. We keep no session state (SET LOCAL and
+        # transaction-level advisory locks only); open transactions are still rolled back.
+        config["credentials"]["reset"] = _keep_session
+        return config
     return database_url
+
+
+async def _keep_session(connection: Any) -> None:
+    """asyncpg's pool `reset` hook: nothing to reset (see `_connection`)."""
 
 
 # For the `tortoise` CLI (makemigrations); the service itself calls `init_db`.

@@ -28,16 +28,33 @@ def for_dialect(text: str, dialect_name: str) -> str:
     return re.sub(r"\?", lambda _: f"${next(counter)}", text)
 
 
+class RowBusy(Exception):
+    """The row exists but another transaction holds its lock (`skip_locked` lookups)."""
+
+
 async def select_one(
-    conn: BaseDBAsyncClient, model: type[M], where: str, params: list[Any], *, lock: bool = False
+    conn: BaseDBAsyncClient,
+    model: type[M],
+    where: str,
+    params: list[Any],
+    *,
+    lock: bool = False,
+    skip_locked: bool = False,
 ) -> M | None:
     """The first row of `model` matching `where`, as an instance; row-locked on
-    PostgreSQL when `lock` (SQLite serialises writers instead)."""
+    PostgreSQL when `lock` (SQLite serialises writers instead). With `skip_locked` a row
+    another transaction holds raises `RowBusy` instead of waiting for it."""
     name = dialect(conn)
-    suffix = " FOR UPDATE" if lock and name == "postgres" else ""
-    text = f'SELECT * FROM "{model._meta.db_table}" WHERE {where} ORDER BY "id" LIMIT 1{suffix}'
-    rows = await conn.execute_query_dict(for_dialect(text, name), params)
-    return model._init_from_db(**rows[0]) if rows else None
+    suffix = ""
+    if lock and name == "postgres":
+        suffix = " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
+    text = f'SELECT * FROM "{model._meta.db_table}" WHERE {where} ORDER BY "id" LIMIT 1'
+    rows = await conn.execute_query_dict(for_dialect(text + suffix, name), params)
+    if rows:
+        return model._init_from_db(**rows[0])
+    if suffix.endswith("SKIP LOCKED") and await conn.execute_query_dict(for_dialect(text, name), params):
+        raise RowBusy(f"{model.__name__} matching {params} is locked by another transaction")
+    return None
 
 
 def update_statement(

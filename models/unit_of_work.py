@@ -26,6 +26,17 @@ class LedgerTx:
     to_enqueue: list[str] = field(default_factory=list)
     callbacks: list[Callable[[], None]] = field(default_factory=list)
     entries: list[AuditEntry] = field(default_factory=list)
+    # A batch of events in one transaction must never wait for a row lock another batch
+    # holds (two batches could wait on each other): lookups skip locked rows instead.
+    skip_locked: bool = False
+
+    def mark(self) -> tuple[int, int, int]:
+        """Where the pending drafts, enqueues and callbacks end now (see `forget_after`)."""
+        return len(self.drafts), len(self.to_enqueue), len(self.callbacks)
+
+    def forget_after(self, mark: tuple[int, int, int]) -> None:
+        """Drop what was queued for after the commit since `mark` (a step given up)."""
+        del self.drafts[mark[0]:], self.to_enqueue[mark[1]:], self.callbacks[mark[2]:]
 
     def audit(self, draft: AuditDraft) -> None:
         self.drafts.append(draft)

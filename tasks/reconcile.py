@@ -16,7 +16,8 @@ from api import metrics
 from api.settings import Settings, get_settings
 from models.enums import WebhookEventStatus as S
 from models.inbox import move_event
-from models.sql import select_one
+from models.db import is_postgres
+from models.sql import RowBusy, for_dialect, select_one
 from models.tables import Debt, ProSubscription, WebhookEvent
 from models.unit_of_work import LedgerTx, ledger_transaction
 from tasks.alerts import dead_event_alert, raise_alert
@@ -51,22 +52,80 @@ async def _apply(event_id: str, settings: Settings) -> tuple[S | None, list[str]
         event = await _claim(tx, event_id)
         if event is None:
             return None, []
-        handler = HANDLERS.get(event.type)
-        if handler is None:
-            await move_event(tx, event, S.IGNORED, action="ignored")
-            _count(tx, event, "ignored")
-            return event.status, []
-        try:
-            payload = _payload(event)
-            outcome = (await handler(tx, event, payload)).value
-        except MalformedPayload as exc:
-            outcome = await _dead(tx, settings, event, f"malformed payload: {exc}", "malformed")
-        except AmountMismatch as exc:
-            outcome = await _dead(tx, settings, event, f"amount mismatch: {exc}", "mismatch")
-        except NotYetKnown as exc:
-            outcome = await _wait(tx, settings, event, exc)
-        _count(tx, event, outcome)
-        return event.status, (event.waiting_for or "").split()
+        return await _dispatch(tx, event, settings)
+
+
+async def _dispatch(tx: LedgerTx, event: WebhookEvent, settings: Settings) -> tuple[S, list[str]]:
+    """Run the event's handler in `tx` and settle the event; its status and what it waits for."""
+    handler = HANDLERS.get(event.type)
+    if handler is None:
+        await move_event(tx, event, S.IGNORED, action="ignored")
+        _count(tx, event, "ignored")
+        return event.status, []
+    try:
+        payload = _payload(event)
+        outcome = (await handler(tx, event, payload)).value
+    except MalformedPayload as exc:
+        outcome = await _dead(tx, settings, event, f"malformed payload: {exc}", "malformed")
+    except AmountMismatch as exc:
+        outcome = await _dead(tx, settings, event, f"amount mismatch: {exc}", "mismatch")
+    except NotYetKnown as exc:
+        outcome = await _wait(tx, settings, event, exc)
+    _count(tx, event, outcome)
+    return event.status, (event.waiting_for or "").split()
+
+
+async def reconcile_batch(event_ids: list[str], settings: Settings | None = None) -> dict[str, S | None]:
+    """Reconcile several events in ONE transaction: one BEGIN, one claim, one append to
+    the audit chain, one commit and one WAL flush for all of them, where one event alone
+    pays each. Same effects as `reconcile` on each: an event whose record another
+    transaction holds is left to `reconcile` afterwards (so two batches never wait on
+    each other), and if anything fails, the batch rolls back and each event is
+    reconciled on its own, where a failure is recorded against that event only."""
+    settings = settings or get_settings()
+    ids = list(dict.fromkeys(event_ids))
+    results: dict[str, S | None] = {i: None for i in ids}
+    if len(ids) == 1 or not is_postgres():
+        for event_id in ids:
+            results[event_id] = await reconcile(event_id, settings)
+        return results
+    alone: list[str] = []
+    waiting: dict[str, list[str]] = {}
+    try:
+        async with ledger_transaction() as tx:
+            tx.skip_locked = True
+            events = await _claim_many(tx, ids)
+            alone = [i for i in ids if i not in {e.id for e in events}]
+            for event in events:
+                mark = tx.mark()
+                try:
+                    results[event.id], waiting[event.id] = await _dispatch(tx, event, settings)
+                except RowBusy:
+                    # Nothing written for it yet (lookups come first): retry it alone.
+                    tx.forget_after(mark)
+                    alone.append(event.id)
+    except Exception as exc:
+        log.warning("batch of %d rolled back (%r); reconciling one by one", len(ids), exc)
+        return {event_id: await reconcile(event_id, settings) for event_id in ids}
+    for event_id in alone:
+        results[event_id] = await reconcile(event_id, settings)
+    for event_id, ids_waited in waiting.items():
+        if results[event_id] is S.RETRYING and ids_waited and await _any_registered(ids_waited):
+            results[event_id] = await reconcile(event_id, settings, recheck=False)
+    return results
+
+
+async def _claim_many(tx: LedgerTx, event_ids: list[str]) -> list[WebhookEvent]:
+    """Lock the claimable events among `event_ids`, skipping those another worker holds."""
+    marks = ", ".join("?" for _ in event_ids)
+    text = (
+        f"SELECT * FROM webhook_event WHERE id IN ({marks}) AND status IN (?, ?)"
+        " ORDER BY id FOR UPDATE SKIP LOCKED"
+    )
+    rows = await tx.conn.execute_query_dict(
+        for_dialect(text, "postgres"), [*event_ids, *(s.value for s in CLAIMABLE)]
+    )
+    return [WebhookEvent._init_from_db(**row) for row in rows]
 
 
 async def _claim(tx: LedgerTx, event_id: str) -> WebhookEvent | None:

@@ -8,21 +8,28 @@ from models.unit_of_work import LedgerTx
 
 
 async def debt_by_transfer(tx: LedgerTx, transfer_id: str) -> Debt | None:
-    return await select_one(tx.conn, Debt, "transfer_id = ?", [transfer_id], lock=True)
+    return await select_one(
+        tx.conn, Debt, "transfer_id = ?", [transfer_id], lock=True, skip_locked=tx.skip_locked
+    )
 
 
 async def debt_by_intent(tx: LedgerTx, intent_id: str) -> Debt | None:
-    return await select_one(tx.conn, Debt, "payment_intent_id = ?", [intent_id], lock=True)
+    return await select_one(
+        tx.conn, Debt, "payment_intent_id = ?", [intent_id], lock=True, skip_locked=tx.skip_locked
+    )
 
 
 async def subscription_by_id(tx: LedgerTx, subscription_id: str) -> ProSubscription | None:
     return await select_one(
-        tx.conn, ProSubscription, "stripe_subscription_id = ?", [subscription_id], lock=True
+        tx.conn, ProSubscription, "stripe_subscription_id = ?", [subscription_id], lock=True,
+        skip_locked=tx.skip_locked,
     )
 
 
 async def subscription_by_intent(tx: LedgerTx, intent_id: str) -> ProSubscription | None:
-    return await select_one(tx.conn, ProSubscription, "payment_intent_id = ?", [intent_id], lock=True)
+    return await select_one(
+        tx.conn, ProSubscription, "payment_intent_id = ?", [intent_id], lock=True, skip_locked=tx.skip_locked
+    )
 
 
 async def subscription_by_keys(

@@ -166,8 +166,9 @@ async def test_signed_body_that_is_not_a_json_object_is_refused(ingress: Ingress
 
 
 @pytest.mark.parametrize(
-    "change", [{"id": None}, {"type": None}, {"id": ""}, {"type": 42}, {"id": "x" * 256}],
-    ids=["no-id", "no-type", "empty-id", "type-not-a-string", "id-too-long"],
+    "change",
+    [{"id": None}, {"type": None}, {"id": ""}, {"type": 42}, {"id": "x" * 256}, {"id": "evt_\x00nul"}],
+    ids=["no-id", "no-type", "empty-id", "type-not-a-string", "id-too-long", "id-with-nul"],
 )
 async def test_event_without_a_valid_id_or_type_is_refused(ingress: Ingress, change: dict[str, object]) -> None:
     evt = ignored_event()
