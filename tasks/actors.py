@@ -13,7 +13,9 @@ from tasks.broker import QUEUE
 
 @dramatiq.actor(actor_name="reconcile.event", queue_name=QUEUE, max_retries=0, time_limit=120_000)
 def reconcile_event(event_id: str) -> None:
-    """Reconcile one stored webhook event (idempotent: a duplicate message is a no-op)."""
-    from tasks.reconcile import reconcile
+    """Reconcile one stored webhook event (idempotent: a duplicate message is a no-op).
 
-    runtime.run(reconcile(event_id))
+    Messages that arrive together share a transaction (see `tasks.reconcile.Batcher`)."""
+    from tasks.reconcile import BATCHER
+
+    runtime.run(BATCHER.reconcile(event_id))

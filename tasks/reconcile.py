@@ -249,3 +249,43 @@ def _count(tx: LedgerTx, event: WebhookEvent, outcome: str) -> None:
             metrics.RECEIVE_TO_PROCESSED.observe(max(age, 0.0))
 
     tx.after_commit(count)
+
+
+class Batcher:
+    """Coalesces the reconciliations that a process's worker threads ask for at the same
+    moment into `reconcile_batch` calls: a lone event goes alone, at once; under load
+    each transaction carries several (at most `max_batch`), `max_in_flight` at a time."""
+
+    def __init__(self, max_batch: int = 16, max_in_flight: int = 2) -> None:
+        self.max_batch, self.max_in_flight = max_batch, max_in_flight
+        self._pending: list[tuple[str, asyncio.Future[S | None]]] = []
+        self._drainers: set[asyncio.Task[None]] = set()
+
+    async def reconcile(self, event_id: str) -> S | None:
+        """Reconcile `event_id` in the next batch; its new status (None: nothing to do)."""
+        future: asyncio.Future[S | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((event_id, future))
+        if len(self._drainers) < self.max_in_flight:
+            task = asyncio.create_task(self._drain())
+            self._drainers.add(task)
+            task.add_done_callback(self._drainers.discard)
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            try:
+                results = await reconcile_batch([event_id for event_id, _ in batch])
+            except Exception as exc:  # reconcile_batch records failures itself; belt and braces
+                log.exception("batch failed")
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for event_id, future in batch:
+                if not future.done():
+                    future.set_result(results.get(event_id))
+
+
+BATCHER = Batcher()

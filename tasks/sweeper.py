@@ -11,6 +11,7 @@ import asyncio
 import logging
 from datetime import datetime, timedelta, timezone
 
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from api.settings import Settings
@@ -43,7 +44,9 @@ async def sweep_once(settings: Settings, min_age_s: float | None = None) -> int:
                 return 0
         stranded = await (
             WebhookEvent.filter(
-                status=S.RECEIVED, received_at__lte=now - timedelta(seconds=min_age)
+                Q(next_attempt_at=None) | Q(next_attempt_at__lte=now),
+                status=S.RECEIVED,
+                received_at__lte=now - timedelta(seconds=min_age),
             )
             .using_db(conn)
             .order_by("received_at")
@@ -64,6 +67,14 @@ async def sweep_once(settings: Settings, min_age_s: float | None = None) -> int:
             for start in range(0, len(ids), SEND_BATCH):
                 chunk = [reconcile_event.message(i) for i in ids[start : start + SEND_BATCH]]
                 await asyncio.to_thread(enqueue_many, broker, chunk)
+            # Not again before the next sweep but one: a long backlog is being worked
+            # through, and re-sending it every pass would only pile up duplicates.
+            not_before = now + timedelta(seconds=max(min_age, settings.sweep_min_age_s, 2 * settings.sweep_interval_s))
+            await (
+                WebhookEvent.filter(id__in=ids, status__in=(S.RECEIVED, S.RETRYING))
+                .using_db(conn)
+                .update(next_attempt_at=not_before)
+            )
             log.info("sweeper enqueued events", extra={"stranded": len(stranded), "due": len(due)})
         return len(ids)
 

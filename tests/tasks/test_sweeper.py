@@ -67,6 +67,22 @@ async def test_sweep_enqueues_stranded_and_due_events_only(db: Settings, sent: R
     assert sorted(sent.sent) == ["evt_due", "evt_stranded"]
 
 
+async def test_a_backlog_still_being_worked_through_is_not_sent_again_every_sweep(
+    db: Settings, sent: Recorder
+) -> None:
+    await store("evt_stranded", S.RECEIVED, age_s=120)
+    await store("evt_due", S.RETRYING, age_s=600, due_in_s=-1)
+    settings = db.model_copy(update={"sweep_min_age_s": 60.0, "sweep_interval_s": 30.0})
+
+    assert await sweep_once(settings) == 2
+    assert await sweep_once(settings) == 0  # both still queued: nothing is sent twice
+    assert sorted(sent.sent) == ["evt_due", "evt_stranded"]
+
+    # Once the pause is over, a message the broker lost is sent again.
+    await WebhookEvent.all().update(next_attempt_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+    assert await sweep_once(settings) == 2
+
+
 async def test_first_sweep_of_a_starting_embedded_server_takes_every_received_event(
     db: Settings, sent: Recorder
 ) -> None:
