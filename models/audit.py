@@ -99,7 +99,7 @@ async def append_entries(
         )
         entry.hash = prev_hash = entry_hash(prev_hash, entry)
         entries.append(entry)
-    insert, params = insert_statement(name, list(entries))
+    insert, params = insert_statement(name, entries)
     move_head = "UPDATE ledger_head SET last_id = ?, last_hash = ? WHERE id = 1"
     if name == "postgres":
         # One round trip inside the lock: the entries and the new head together.

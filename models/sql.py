@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from functools import cache
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -82,7 +83,7 @@ async def update_row(
     return int(count)
 
 
-def insert_statement(dialect_name: str, instances: list[Model]) -> tuple[str, list[Any]]:
+def insert_statement(dialect_name: str, instances: Sequence[Model]) -> tuple[str, list[Any]]:
     """A multi-row INSERT of `instances` (all of one model, every column given), with
     `?` placeholders, and its parameters."""
     meta = instances[0]._meta

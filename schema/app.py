@@ -29,6 +29,7 @@ from schema.errors import annotate_errors
 from schema.loaders import build_loaders
 from schema.mutations import Mutation
 from schema.queries import Query
+from schema.shared_results import SharedEventExecutor, SharedResults
 from schema.subscriptions import Subscription
 from schema.websockets import LegacyWSHandler, TransportWSHandler, authenticate_socket
 from tasks.broadcast import Broadcast
@@ -55,7 +56,8 @@ def build_schema(settings: Settings) -> TrackitSchema:
     if settings.production:
         extensions.append(DisableIntrospection)
     return TrackitSchema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions,
+        execution_context_class=SharedEventExecutor,
     )
 
 
@@ -68,6 +70,7 @@ class TrackitGraphQL(GraphQL[Context, None]):
             build_schema(settings), graphql_ide=None if settings.production else "graphiql"
         )
         self.settings, self.broadcast = settings, broadcast
+        self.shared_results = SharedResults()
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         is_socket = isinstance(request, WebSocket)
@@ -77,6 +80,7 @@ class TrackitGraphQL(GraphQL[Context, None]):
             # A socket lives for hours: its loaders batch but never cache.
             loaders=build_loaders(cache=not is_socket),
             request=request,
+            shared_results=self.shared_results,
         )
         if not is_socket:
             context.authenticate(request.headers.get("authorization"))

@@ -13,6 +13,7 @@ from api.settings import Settings
 from api.tokens import InvalidToken, Viewer, viewer_from_header
 from schema.errors import Forbidden, Unauthenticated
 from schema.loaders import Loaders
+from schema.shared_results import SharedResults
 from tasks.broadcast import Broadcast
 
 
@@ -27,6 +28,8 @@ class Context:
     auth_error: str | None = None
     # Set by strawberry from the websocket's `connection_init` payload.
     connection_params: dict[str, Any] | None = field(default=None)
+    # Subscription results shared by the sockets of this process (schema/shared_results.py).
+    shared_results: SharedResults | None = None
 
     def authenticate(self, authorization: str | None) -> None:
         """Set the viewer from an `Authorization` value; a bad token leaves none."""

@@ -57,7 +57,7 @@ class Subscription:
 
         which = ChangeFilter(accepts, entity_type="ProSubscription")
         changes = status_changes(info.context.broadcast, which)
-        return _mapped(changes, lambda c: ProSubscription.from_snapshot(c.snapshot))
+        return _mapped(info, changes, _pro_subscription)
 
     @strawberry.subscription(
         description="Admin: all; a user: debts they are party to or in their groups."
@@ -93,7 +93,7 @@ class Subscription:
 
         which = ChangeFilter(accepts, admits, entity_type="Debt")
         changes = status_changes(info.context.broadcast, which)
-        return _mapped(changes, lambda c: Debt.from_snapshot(c.snapshot))
+        return _mapped(info, changes, _debt)
 
     @strawberry.subscription(
         description="Admin: every status change, webhook events included, in sequence order. "
@@ -107,11 +107,24 @@ class Subscription:
             raise BadUserInput("resumeAfter is a sequence number: 0 or more")
         which = ChangeFilter(lambda change: True)
         changes = status_changes(info.context.broadcast, which, resume_after=resume_after, ordered=True)
-        return _mapped(changes, StatusChange.from_change)
+        return _mapped(info, changes, StatusChange.from_change)
 
 
-async def _mapped(changes: AsyncGenerator[Change, None], to_node: Callable[[Change], T]) -> AsyncGenerator[T, None]:
+def _pro_subscription(change: Change) -> ProSubscription:
+    return ProSubscription.from_snapshot(change.snapshot)
+
+
+def _debt(change: Change) -> Debt:
+    return Debt.from_snapshot(change.snapshot)
+
+
+async def _mapped(
+    info: Info, changes: AsyncGenerator[Change, None], to_node: Callable[[Change], T]
+) -> AsyncGenerator[T, None]:
+    # The same node for every subscriber of this change, so that those who may see the
+    # same thing share one execution of it (schema/shared_results.py).
+    shared = info.context.shared_results
     # Closing the stream leaves the broadcast at once, not when garbage collected.
     async with aclosing(changes):
         async for change in changes:
-            yield to_node(change)
+            yield to_node(change) if shared is None else shared.node(change, to_node)

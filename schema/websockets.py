@@ -4,15 +4,18 @@ any operation runs."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
+from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.async_base_view import AsyncWebSocketAdapter
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 from schema.context import Context
@@ -57,11 +60,30 @@ class _UnauthorizedClose(AsyncWebSocketAdapter):
 
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws, closing an unauthenticated socket with 4401."""
+    """graphql-transport-ws, closing an unauthenticated socket with 4401; a `next`
+    message whose result other sockets share is encoded once for all of them."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.websocket = _UnauthorizedClose(self.websocket)
+        socket = getattr(self.websocket.inner, "ws", None)
+        self._send_text = socket.send_text if isinstance(socket, WebSocket) else None
+
+    async def send_message(self, message: Message) -> None:
+        shared = self.context.shared_results
+        payload = message.get("payload")
+        if (
+            message["type"] == "next" and shared is not None and self._send_text is not None
+            and isinstance(payload, dict) and payload.keys() == {"data"}
+        ):
+            data = shared.encoded(payload["data"], _compact_json)
+            await self._send_text(f'{{"id":{json.dumps(message["id"])},"type":"next","payload":{{"data":{data}}}}}')
+            return
+        await super().send_message(message)
+
+
+def _compact_json(data: object) -> str:
+    return json.dumps(data, separators=(",", ":"))
 
 
 class _AnyOperation:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +14,7 @@ from api.tokens import issue_token
 from schema.app import TrackitSchema, build_schema
 from schema.context import Context
 from schema.loaders import build_loaders
+from schema.shared_results import SharedResults
 from tasks.broadcast import Broadcast
 
 
@@ -26,6 +27,8 @@ class Api:
     settings: Settings
     broadcast: Broadcast
     schema: TrackitSchema
+    # As the view does: one per process, so subscriptions share results as they do live.
+    shared_results: SharedResults = field(default_factory=SharedResults)
 
     def admin_token(self) -> str:
         return issue_token(self.settings, "ops-alice", "admin")
@@ -41,7 +44,9 @@ class Api:
         return issue_token(forged, "ops-mallory", "admin")
 
     def context(self, token: str | None) -> Context:
-        ctx = Context(settings=self.settings, broadcast=self.broadcast, loaders=build_loaders())
+        ctx = Context(
+            settings=self.settings, broadcast=self.broadcast, loaders=build_loaders(), shared_results=self.shared_results
+        )
         ctx.authenticate(bearer(token))
         return ctx
 
