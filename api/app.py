@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from dramatiq.brokers.redis import RedisBroker
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -21,7 +22,7 @@ from schema.app import graphql_routes
 from tasks import runtime
 from tasks.broadcast import Broadcast
 from tasks.broker import configure_broker, start_worker
-from tasks.enqueue import EventSender
+from tasks.enqueue import EventSender, LoopSender
 from tasks.sweeper import run_sweeper
 
 log = logging.getLogger("trackit.app")
@@ -40,7 +41,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await init_db(settings.database_url)
         await broadcast.start()
         broker = configure_broker(settings)
-        sender = app.state.sender = EventSender(broker)
+        sender: EventSender | LoopSender
+        if isinstance(broker, RedisBroker) and settings.redis_url:
+            # Sent from this loop, batched per loop pass: no thread contending for the GIL.
+            sender = LoopSender(broker, settings.redis_url)
+        else:
+            sender = EventSender(broker)
+        app.state.sender = sender
         # Domain changes that re-enqueue events (registrations, manual retries) use it too.
         set_enqueuer(sender.submit)
         stop = asyncio.Event()
@@ -56,7 +63,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             stop.set()
             set_enqueuer(None)
-            await asyncio.to_thread(sender.close)
+            if isinstance(sender, LoopSender):
+                await sender.aclose()
+            else:
+                await asyncio.to_thread(sender.close)
             if worker is not None:
                 # Worker threads wait on this loop: stop them off the loop.
                 await asyncio.to_thread(worker.stop)

@@ -62,12 +62,23 @@ def start_worker(broker: dramatiq.Broker, settings: Settings) -> dramatiq.Worker
     return worker
 
 
+def dispatch_args(broker: RedisBroker, message: dramatiq.Message[Any]) -> list[Any]:
+    """The arguments of dramatiq's `dispatch` script for enqueueing `message` (it must
+    carry its `redis_message_id`): what `RedisBroker.enqueue` sends (dramatiq 2.2.1, pinned)."""
+    return [
+        "enqueue", current_millis(), message.queue_name, broker.broker_id,
+        broker.heartbeat_timeout, broker.dead_message_ttl,
+        broker._should_do_maintenance("enqueue"), broker._max_unpack_size(),
+        message.options["redis_message_id"], message.encode(),
+    ]
+
+
 def enqueue_many(broker: dramatiq.Broker, messages: list[dramatiq.Message[Any]]) -> None:
     """Enqueue `messages`; on Redis in one pipelined round trip instead of one per message.
 
     Sending is the costliest part of ingest (a blocking Redis call per event). This does
-    what `RedisBroker.enqueue` does (dramatiq 2.2.1, pinned) for each message, but through
-    a pipeline; anything unexpected falls back to plain sends."""
+    what `RedisBroker.enqueue` does for each message, but through a pipeline; anything
+    unexpected falls back to plain sends."""
     if not isinstance(broker, RedisBroker) or len(messages) < 2:
         for message in messages:
             broker.enqueue(message)
@@ -80,13 +91,7 @@ def enqueue_many(broker: dramatiq.Broker, messages: list[dramatiq.Message[Any]])
             for message in messages:
                 message = message.copy(options={"redis_message_id": str(uuid4())})
                 broker.emit_before("enqueue", message, None)
-                args = [
-                    "enqueue", current_millis(), message.queue_name, broker.broker_id,
-                    broker.heartbeat_timeout, broker.dead_message_ttl,
-                    broker._should_do_maintenance("enqueue"), broker._max_unpack_size(),
-                    message.options["redis_message_id"], message.encode(),
-                ]
-                dispatch(keys=keys, args=args, client=pipe)
+                dispatch(keys=keys, args=dispatch_args(broker, message), client=pipe)
                 sent.append(message)
             pipe.execute()
     except (AttributeError, KeyError, TypeError):

@@ -1,19 +1,27 @@
 """Enqueue after commit, without blocking the request on the broker.
 
-The route hands the event id to a sender thread and answers. The thread sends what has
-piled up meanwhile in one batch (one Redis round trip). If the broker is down the send
-fails, is logged, and the sweeper enqueues the stored events later: the durable inbox,
-not the queue, is the source of truth."""
+The route hands the event id to a sender and answers. In `serve` on Redis the sender
+lives on the event loop (`LoopSender`): every id submitted during one loop pass goes out
+in one pipelined round trip on redis.asyncio. Elsewhere (the worker's re-enqueues, the
+in-process broker) a sender thread batches what piled up meanwhile (`EventSender`).
+If the broker is down the send fails, is logged, and the sweeper enqueues the stored
+events later: the durable inbox, not the queue, is the source of truth."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
+from typing import Any
+from uuid import uuid4
 
 import dramatiq
+from dramatiq.brokers.redis import RedisBroker, _scripts
+from redis.exceptions import NoScriptError
 
-from tasks.broker import enqueue_many
+from tasks.broker import dispatch_args, enqueue_many
 
 log = logging.getLogger("trackit.enqueue")
 
@@ -63,3 +71,90 @@ class EventSender:
                 "enqueue of %d events failed, the sweeper will retry: %s", len(ids), exc,
                 extra={"event_id": ids[0] if len(ids) == 1 else None},
             )
+
+
+class LoopSender:
+    """Sends `reconcile.event` messages from the event loop it is created on.
+
+    A sender thread under load got one or two ids per batch and made each request pay a
+    blocking Redis round trip in a second thread contending for the GIL (~30 % of
+    serve's CPU). Here ids gather while the loop runs the requests of one pass, then go
+    in one pipeline; while it is in flight the next batch gathers."""
+
+    def __init__(self, broker: RedisBroker, redis_url: str) -> None:
+        import redis.asyncio as aioredis
+
+        self._broker = broker
+        self._loop = asyncio.get_running_loop()
+        self._client: Any = aioredis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=5)
+        self._script = _scripts["dispatch"]
+        self._sha = self._client.register_script(self._script).sha
+        self._pending: list[str] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    def submit(self, event_id: str) -> None:
+        """Send `reconcile.event` for `event_id` soon; never blocks, never raises."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._add(event_id)
+        else:
+            self._loop.call_soon_threadsafe(self._add, event_id)
+
+    def _add(self, event_id: str) -> None:
+        self._pending.append(event_id)
+        if self._drainer is None:
+            # Starts on the next pass: the ids the current pass submits join this batch.
+            self._drainer = self._loop.create_task(self._drain(), name="trackit-sender")
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                ids, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                try:
+                    await self._send(ids)
+                except Exception as exc:  # broker down: the sweeper re-enqueues stored events
+                    log.warning(
+                        "enqueue of %d events failed, the sweeper will retry: %s", len(ids), exc,
+                        extra={"event_id": ids[0] if len(ids) == 1 else None},
+                    )
+        finally:
+            self._drainer = None
+
+    async def _send(self, ids: list[str]) -> None:
+        from tasks.actors import reconcile_event
+
+        broker = self._broker
+        if RedisBroker._max_unpack_size_val is None:
+            # dramatiq asks Redis once, with a blocking call: never on the loop.
+            await asyncio.to_thread(broker._max_unpack_size)
+        messages = []
+        for event_id in ids:
+            message = reconcile_event.message(event_id).copy(options={"redis_message_id": str(uuid4())})
+            broker.emit_before("enqueue", message, None)
+            messages.append(message)
+        calls = [[broker.namespace, *dispatch_args(broker, message)] for message in messages]
+        try:
+            await self._pipeline(calls)
+        except NoScriptError:
+            # A restarted Redis forgot the script: load it once and send again.
+            await self._client.script_load(self._script)
+            await self._pipeline(calls)
+        for message in messages:
+            broker.emit_after("enqueue", message, None)
+
+    async def _pipeline(self, calls: list[list[Any]]) -> None:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for args in calls:
+                pipe.evalsha(self._sha, 1, *args)
+            await pipe.execute()
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Send what is pending (for at most `timeout` seconds), then close the connection."""
+        drainer = self._drainer
+        if drainer is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(drainer), timeout)
+        await self._client.aclose()

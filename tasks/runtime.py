@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
-
-import uvloop
 
 T = TypeVar("T")
 
@@ -28,9 +25,7 @@ def bind_loop(loop: asyncio.AbstractEventLoop | None) -> None:
 
 def start_loop_thread() -> asyncio.AbstractEventLoop:
     """Start a loop in a daemon thread, bind it, and return it (worker processes)."""
-    # uvloop, as `serve` runs: it costs asyncpg and the loop about half the CPU per
-    # reconciliation that the selector loop does, and worker CPU is the queue's bound.
-    loop = uvloop.new_event_loop() if os.environ.get("TRACKIT_ASYNCIO_LOOP") != "asyncio" else asyncio.new_event_loop()
+    loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="trackit-loop", daemon=True)
     thread.start()
     bind_loop(loop)
