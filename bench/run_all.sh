@@ -40,6 +40,5 @@ others reconcile "Worker drain" reconcile
 
 echo "== fan-out"
 $PY -m bench.fanout "${FANOUT[@]}"
-$PY -m bench.fanout "${FANOUT[@]}" --no-compression
 echo "== load after: $(cat /proc/loadavg)"
 echo "docs/benchmarks.md updated"

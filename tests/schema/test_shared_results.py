@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from graphql import ExecutionResult
 
 from models.changes import StatusChange
 from schema.live import head_sequence
@@ -13,37 +17,57 @@ from tests.schema.test_live import next_data, settle, subscribed
 
 FEED = "subscription($after: Int) { reconciliationFeed(resumeAfter: $after) { sequence entityId toStatus } }"
 FEED_MAYBE_STATUS = (
-    "subscription($status: Boolean!) { reconciliationFeed { sequence entityId toStatus @include(if: $status) } }"
+    "subscription($after: Int, $status: Boolean!) {"
+    " reconciliationFeed(resumeAfter: $after) { sequence entityId toStatus @include(if: $status) } }"
 )
 DEBTS = "subscription { debtStatusChanged { id status } }"
 
 
-async def test_admins_with_the_same_selection_share_one_execution_whatever_they_resume_from(api: Api) -> None:
+async def test_admins_with_the_same_selection_get_the_same_result_whatever_they_resume_from(api: Api) -> None:
+    start = await head_sequence()
     debt = await records.create_debt()
-    live = await api.subscribe(FEED, api.admin_token())
-    resumed = await api.subscribe(FEED, api.admin_token(), after=await head_sequence())
-    firsts = asyncio.ensure_future(asyncio.gather(live.__anext__(), resumed.__anext__()))
-    await subscribed(api, 2)
+    # Both resume, so neither can miss the change however late its stream starts.
+    one = await api.subscribe(FEED, api.admin_token(), after=start)
+    other = await api.subscribe(FEED, api.admin_token(), after=start)
     await settle(debt)
-    live_result, resumed_result = await asyncio.wait_for(firsts, 30)
-    assert live_result.data == resumed_result.data
-    assert live_result.data["reconciliationFeed"]["entityId"] == str(debt.id)
-    # The very same result: executed once, not once per subscriber.
-    assert live_result.data is resumed_result.data
-    await live.aclose()
-    await resumed.aclose()
+
+    async def settled(stream: AsyncGenerator[Any, None]) -> dict[str, Any]:
+        while (got := (await next_data(stream))["reconciliationFeed"])["toStatus"] != "PENDING_SETTLEMENT":
+            pass
+        return got
+
+    assert await settled(one) == await settled(other)
+    await one.aclose()
+    await other.aclose()
+
+
+async def test_one_execution_serves_every_request_for_the_same_selection_and_change() -> None:
+    shared, executions = SharedResults(), []
+    change = object()
+
+    def execute() -> ExecutionResult:
+        executions.append(1)
+        return ExecutionResult(data={"n": len(executions)})
+
+    first = shared.result("admin-feed", change, execute)
+    assert shared.result("admin-feed", change, execute) is first
+    assert shared.result("other-selection", change, execute) is not first
+    assert shared.result("admin-feed", object(), execute) is not first
+    assert len(executions) == 3
 
 
 async def test_a_variable_below_the_root_field_keeps_results_apart(api: Api) -> None:
+    start = await head_sequence()
     debt = await records.create_debt()
-    with_status = await api.subscribe(FEED_MAYBE_STATUS, api.admin_token(), status=True)
-    without = await api.subscribe(FEED_MAYBE_STATUS, api.admin_token(), status=False)
-    firsts = asyncio.ensure_future(asyncio.gather(next_data(with_status), next_data(without)))
-    await subscribed(api, 2)
+    with_status = await api.subscribe(FEED_MAYBE_STATUS, api.admin_token(), after=start, status=True)
+    without = await api.subscribe(FEED_MAYBE_STATUS, api.admin_token(), after=start, status=False)
     await settle(debt)
-    got_with, got_without = await asyncio.wait_for(firsts, 30)
-    assert got_with["reconciliationFeed"]["toStatus"] == "PENDING_SETTLEMENT"
-    assert "toStatus" not in got_without["reconciliationFeed"]
+
+    got_with = [(await next_data(with_status))["reconciliationFeed"] for _ in range(2)]
+    got_without = [(await next_data(without))["reconciliationFeed"] for _ in range(2)]
+    assert [c.get("toStatus") for c in got_with] == ["OPEN", "PENDING_SETTLEMENT"]
+    assert all("toStatus" not in c for c in got_without)
+    assert [c["sequence"] for c in got_with] == [c["sequence"] for c in got_without]
     await with_status.aclose()
     await without.aclose()
 
