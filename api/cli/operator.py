@@ -9,16 +9,21 @@ from typing import Any
 
 import orjson
 import typer
+from pydantic import ValidationError
 
 from api.settings import ConfigError, Settings, get_settings
 
 
 def load_settings() -> Settings:
-    """The settings, or a clear message and exit code 2."""
+    """The settings, or a clear message and exit code 2 (bad configuration)."""
     try:
         return get_settings()
     except ConfigError as exc:
         typer.echo(f"trackit: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except ValidationError as exc:
+        lines = [f"  TRACKIT_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
+        typer.echo("trackit: invalid configuration:\n" + "\n".join(lines), err=True)
         raise typer.Exit(2) from None
 
 

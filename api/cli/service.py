@@ -9,25 +9,11 @@ import threading
 from datetime import timedelta
 
 import typer
-from pydantic import ValidationError
 
-from api.settings import ConfigError, Settings, get_settings
+from api.cli.operator import load_settings
 from api.tokens import issue_token
 
 log = logging.getLogger("trackit.cli")
-
-
-def _settings() -> Settings:
-    """The process's settings; bad configuration ends the command with a clear message."""
-    try:
-        return get_settings()
-    except ConfigError as exc:
-        typer.echo(f"trackit: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except ValidationError as exc:
-        lines = [f"  TRACKIT_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
-        typer.echo("trackit: invalid configuration:\n" + "\n".join(lines), err=True)
-        raise typer.Exit(2) from None
 
 
 def serve(
@@ -40,7 +26,7 @@ def serve(
     from api.app import create_app
     from api.logs import configure_logging
 
-    settings = _settings()
+    settings = load_settings()
     configure_logging(settings)
     base = f"http://{host}:{port}"
     mode = "distributed (PostgreSQL/Redis)" if settings.distributed else "embedded (SQLite, in-process worker)"
@@ -78,7 +64,7 @@ def worker(
     from tasks.enqueue import EventSender
     from tasks.sweeper import run_sweeper
 
-    settings = _settings()
+    settings = load_settings()
     configure_logging(settings)
     if not settings.distributed:
         typer.echo("trackit worker needs TRACKIT_REDIS_URL; embedded mode runs the worker inside `serve`", err=True)
@@ -124,7 +110,7 @@ def migrate() -> None:
     """Apply the migration files to the configured database."""
     from models.db import close_db, migrate_db
 
-    settings = _settings()
+    settings = load_settings()
 
     async def run() -> None:
         try:
@@ -147,7 +133,7 @@ def token(
     if admin == (user is not None):
         typer.echo("give exactly one of --admin or --user ID", err=True)
         raise typer.Exit(2)
-    settings = _settings()
+    settings = load_settings()
     ttl = timedelta(hours=hours)
     typer.echo(issue_token(settings, sub, "admin", ttl) if admin else issue_token(settings, str(user), "user", ttl))
 
