@@ -22,6 +22,7 @@ log = logging.getLogger("trackit.webhooks")
 _JSON = "application/json"
 _ACCEPTED = orjson.dumps({"received": True, "duplicate": False})
 _DUPLICATE = orjson.dumps({"received": True, "duplicate": True})
+_ENVELOPE_KEYS = (("id", 255), ("type", 128))  # the webhook_event columns' lengths
 
 
 class Rejected(Exception):
@@ -80,10 +81,11 @@ def parse_event(text: str) -> dict[str, Any]:
         raise Rejected(400, "body is not JSON", "not_json") from None
     if not isinstance(event, dict):
         raise Rejected(400, "event is not a JSON object", "not_json")
-    for key in ("id", "type"):
+    for key, longest in _ENVELOPE_KEYS:
         value = event.get(key)
-        # NUL is in no Stripe id and PostgreSQL text cannot hold it: storing would 503 forever.
-        if not isinstance(value, str) or not value or len(value) > 255 or "\x00" in value:
+        # NUL is in no Stripe id and PostgreSQL text cannot hold it, nor a longer value
+        # its column: storing either would answer 503 to every redelivery.
+        if not isinstance(value, str) or not value or len(value) > longest or "\x00" in value:
             raise Rejected(400, f"event has no valid `{key}`", "no_id_or_type")
     return event
 

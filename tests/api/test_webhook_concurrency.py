@@ -82,3 +82,40 @@ async def test_concurrent_inserts_of_one_id_return_new_exactly_once(db: Settings
     assert results.count(True) == 1
     rows = await db_rows(db.database_url, "SELECT payload FROM webhook_event WHERE id = $1", evt["id"])
     assert len(rows) == 1 and rows[0]["payload"] == body_of(evt).decode()
+
+
+async def test_deliveries_arriving_together_are_stored_together_each_with_its_own_answer(
+    db: Settings, mode: str
+) -> None:
+    """Group commit: 40 deliveries at once (30 distinct ids, 10 redeliveries) share
+    statements, yet each caller learns whether its own row is new, and every row is stored."""
+    from models.ingest import store_event
+
+    distinct = [event("customer.created", {"id": f"cus_g{i}", "object": "customer"}) for i in range(30)]
+    deliveries = distinct + distinct[:10]
+    results = await asyncio.gather(*(store_event(e, body_of(e).decode()) for e in deliveries))
+    assert results[:30] == [True] * 30
+    assert results[30:] == [False] * 10
+    rows = await db_rows(db.database_url, "SELECT id FROM webhook_event")
+    assert sorted(r["id"] for r in rows) == sorted(e["id"] for e in distinct)
+
+
+async def test_a_row_the_database_refuses_fails_only_its_own_delivery(db: Settings, mode: str) -> None:
+    """PostgreSQL refuses NUL in text: the statement carrying that row fails, and the rows
+    that shared it are stored one by one and answered as usual."""
+    from models.ingest import store_event
+
+    good = [event("customer.created", {"id": f"cus_n{i}", "object": "customer"}) for i in range(8)]
+    bad = event("customer.created", {"id": "cus_nul", "object": "customer"})
+    calls = [store_event(e, body_of(e).decode()) for e in good]
+    calls.insert(4, store_event(bad, body_of(bad).decode() + "\x00"))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    outcome_of_bad = results.pop(4)
+    assert results == [True] * 8
+    stored = await db_rows(db.database_url, "SELECT id FROM webhook_event")
+    assert {e["id"] for e in good} <= {r["id"] for r in stored}
+    if mode == "distributed":
+        assert isinstance(outcome_of_bad, Exception)
+        assert bad["id"] not in {r["id"] for r in stored}
+    else:
+        assert outcome_of_bad is True  # SQLite stores NUL in text

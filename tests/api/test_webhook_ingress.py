@@ -167,8 +167,8 @@ async def test_signed_body_that_is_not_a_json_object_is_refused(ingress: Ingress
 
 @pytest.mark.parametrize(
     "change",
-    [{"id": None}, {"type": None}, {"id": ""}, {"type": 42}, {"id": "x" * 256}, {"id": "evt_\x00nul"}],
-    ids=["no-id", "no-type", "empty-id", "type-not-a-string", "id-too-long", "id-with-nul"],
+    [{"id": None}, {"type": None}, {"id": ""}, {"type": 42}, {"id": "x" * 256}, {"type": "t" * 129}, {"id": "evt_\x00nul"}],
+    ids=["no-id", "no-type", "empty-id", "type-not-a-string", "id-too-long", "type-too-long", "id-with-nul"],
 )
 async def test_event_without_a_valid_id_or_type_is_refused(ingress: Ingress, change: dict[str, object]) -> None:
     evt = ignored_event()
@@ -180,6 +180,21 @@ async def test_event_without_a_valid_id_or_type_is_refused(ingress: Ingress, cha
     before = ingress.rejected("no_id_or_type")
     assert_json_error(ingress.server.post_raw(body, signed(body)), 400)
     assert ingress.rejected("no_id_or_type") == before + 1
+
+
+@pytest.mark.parametrize("api_version", ["v" * 65, "2026-10-28.\x00"], ids=["too-long", "with-nul"])
+async def test_event_with_an_api_version_its_column_cannot_hold_is_still_stored(
+    ingress: Ingress, api_version: str
+) -> None:
+    """The version is informational; refusing the event (or 503 on every redelivery) would
+    lose it. It is stored with the payload exactly as received."""
+    evt = ignored_event()
+    evt["api_version"] = api_version
+    body = body_of(evt)
+    response = ingress.server.post_raw(body, signed(body))
+    assert response.status_code == 200 and response.json()["duplicate"] is False
+    rows = await db_rows(ingress.settings.database_url, "SELECT payload, api_version FROM webhook_event WHERE id = $1", evt["id"])
+    assert rows == [{"payload": body.decode(), "api_version": None}]
 
 
 def padded_event(size: int) -> tuple[dict[str, object], bytes]:
