@@ -12,6 +12,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import current_millis
 
 from api.settings import Settings
+from tasks.wakeup import WakingRedisBroker
 
 # Actors are declared against this placeholder at import time and moved onto the
 # configured broker by `configure_broker`, so importing a module never needs settings.
@@ -24,7 +25,7 @@ log = logging.getLogger("trackit.broker")
 
 def build_broker(settings: Settings) -> dramatiq.Broker:
     if settings.distributed:
-        return RedisBroker(
+        return WakingRedisBroker(
             url=settings.redis_url,
             namespace=f"{settings.redis_namespace}:dramatiq",
             # Short heartbeats: a SIGKILLed worker's unacked messages come back sooner.

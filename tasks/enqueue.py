@@ -21,7 +21,8 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker, _scripts
 from redis.exceptions import NoScriptError
 
-from tasks.broker import dispatch_args, enqueue_many
+from tasks.broker import QUEUE, dispatch_args, enqueue_many
+from tasks.wakeup import WAKE_CAP, WakingRedisBroker, tokens_for, wake_key
 
 log = logging.getLogger("trackit.enqueue")
 
@@ -66,6 +67,8 @@ class EventSender:
 
         try:
             enqueue_many(self._broker, [reconcile_event.message(i) for i in ids])
+            if isinstance(self._broker, WakingRedisBroker):
+                self._broker.wake(QUEUE, len(ids))
         except Exception as exc:  # broker down: the sweeper re-enqueues stored events
             log.warning(
                 "enqueue of %d events failed, the sweeper will retry: %s", len(ids), exc,
@@ -89,6 +92,7 @@ class LoopSender:
         self._client: Any = aioredis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=5)
         self._script = _scripts["dispatch"]
         self._sha = self._client.register_script(self._script).sha
+        self._wake_key = wake_key(broker.namespace, QUEUE)
         self._pending: list[str] = []
         self._drainer: asyncio.Task[None] | None = None
 
@@ -149,6 +153,9 @@ class LoopSender:
         async with self._client.pipeline(transaction=False) as pipe:
             for args in calls:
                 pipe.evalsha(self._sha, 1, *args)
+            # In the same round trip: wake idle consumers now rather than at their next poll.
+            pipe.lpush(self._wake_key, *tokens_for(len(calls)))
+            pipe.ltrim(self._wake_key, 0, WAKE_CAP - 1)
             await pipe.execute()
 
     async def aclose(self, timeout: float = 5.0) -> None:
