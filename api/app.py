@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from api.health import healthz, metrics_endpoint, readyz
+from api.heap import freeze_startup_heap
 from api.settings import Settings, get_settings
 from api.webhooks import stripe_webhook
 from frontend_stub.routes import dashboard_routes
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # The in-process queue died with the last server: everything RECEIVED is
             # stranded, whatever its age, so the first sweep takes it all.
             sweeper = asyncio.create_task(run_sweeper(settings, stop, first_min_age_s=0))
+        freeze_startup_heap()
         try:
             yield
         finally:

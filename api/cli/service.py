@@ -55,6 +55,7 @@ def worker(
     ),
 ) -> None:
     """Run a Dramatiq worker and the sweeper (distributed mode)."""
+    from api.heap import freeze_startup_heap
     from api.logs import configure_logging
     from models.changes import set_enqueuer
     from models.db import close_db, init_db
@@ -91,6 +92,7 @@ def worker(
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
+    freeze_startup_heap()
     typer.echo(f"trackit worker: {settings.worker_threads} threads on {settings.redis_url}")
     stopping.wait()
     dramatiq_worker.stop()
