@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from models.changes import StatusChange
 from models.tables import AuditEntry, LedgerHead
@@ -67,45 +68,75 @@ class ChangeFilter:
     entity_type: str | None = None
 
 
+class Handoff(Protocol):
+    """Something that may deliver an ordered stream for a while (schema/shared_results.py)."""
+
+    def take(self, last: int) -> bool:
+        """Deliver from now on every change after `last`, if it can; False: go on alone."""
+
+    async def taken_back(self) -> int:
+        """Wait until it stops delivering for us: the last sequence it delivered."""
+
+
 async def status_changes(
-    broadcast: Broadcast, which: ChangeFilter, *, resume_after: int | None = None, ordered: bool = False
+    broadcast: Broadcast, which: ChangeFilter, *, resume_after: int | None = None, ordered: bool = False,
+    handoff: Handoff | None = None, counted: bool = True,
 ) -> AsyncGenerator[StatusChange, None]:
     """Changes `which` lets through, committed after `resume_after` (or from now on).
 
     `ordered` streams are in strict sequence order with nothing missing: a hole in the
     sequence is filled from the log (it may only be entries that are not status changes).
-    Other streams deliver each change once, in the order it was published."""
-    async with broadcast.subscribe(which.accepts) as subscriber:
-        last = resume_after if resume_after is not None else await head_sequence()
-        start, seen = last, _Seen()
-        catch_up = resume_after is not None
-        while True:
-            if catch_up:
-                catch_up = False
-                async for change in logged_changes(last, which.entity_type):
-                    last = max(last, change.sequence)
-                    if change.sequence in seen or not which.accepts(change):
-                        continue
-                    seen.add(change.sequence)
-                    if await which.admits(change):
-                        yield change
-            item = await subscriber.queue.get()
-            if item is LAGGED:
-                catch_up = True
-                continue
-            if ordered:
-                if item.sequence <= last:
-                    continue
-                if item.sequence != last + 1:
-                    # Committed, so the log has it and everything before it.
+    Other streams deliver each change once, in the order it was published.
+
+    An ordered stream with a `handoff` lets it deliver whenever it can take over exactly
+    where this stream is; meanwhile this stream leaves the broadcast, and it catches up
+    from the log when handed back. `counted`: a client's subscription (the gauge of
+    websocket subscribers counts it)."""
+    assert handoff is None or ordered
+    last = resume_after
+    catch_up = resume_after is not None
+    # Only unordered streams need these: an ordered one drops what is not after `last`.
+    start, seen = resume_after or 0, _Seen()
+    while True:
+        async with broadcast.subscribe(which.accepts, counted) as subscriber:
+            if last is None:
+                last = start = await head_sequence()
+            while True:
+                if catch_up:
+                    catch_up = False
+                    async for change in logged_changes(last, which.entity_type):
+                        last = max(last, change.sequence)
+                        if not which.accepts(change) or (not ordered and change.sequence in seen):
+                            continue
+                        if not ordered:
+                            seen.add(change.sequence)
+                        if await which.admits(change):
+                            yield change
+                if handoff is not None and handoff.take(last):
+                    break
+                item = await subscriber.queue.get()
+                if item is LAGGED:
                     catch_up = True
                     continue
-            elif item.sequence <= start or item.sequence in seen:
-                continue
-            last = max(last, item.sequence)
-            seen.add(item.sequence)
-            if await which.admits(item):
-                yield item
+                if ordered:
+                    if item.sequence <= last:
+                        continue
+                    if item.sequence != last + 1:
+                        # Committed, so the log has it and everything before it.
+                        catch_up = True
+                        continue
+                elif item.sequence <= start or item.sequence in seen:
+                    continue
+                else:
+                    seen.add(item.sequence)
+                last = max(last, item.sequence)
+                if await which.admits(item):
+                    yield item
+        assert handoff is not None
+        # Out of the broadcast while it delivers: nothing piles up here, and its queue
+        # is not kept (a few KB per socket, for hours).
+        del subscriber
+        last, catch_up = await handoff.taken_back(), True
 
 
 class _Seen:

@@ -105,8 +105,17 @@ class Subscription:
         info.context.require_admin()
         if resume_after is not None and resume_after < 0:
             raise BadUserInput("resumeAfter is a sequence number: 0 or more")
-        which = ChangeFilter(lambda change: True)
-        changes = status_changes(info.context.broadcast, which, resume_after=resume_after, ordered=True)
+        broadcast, which = info.context.broadcast, ChangeFilter(lambda change: True)
+
+        def feed(after: int) -> AsyncGenerator[Change, None]:
+            # The stream a FeedGroup writes to its members' sockets: not a client's own.
+            return status_changes(broadcast, which, resume_after=after, ordered=True, counted=False)
+
+        # Live and in order, a socket's feed is written by one task for all admins
+        # with the same selection (schema/shared_results.py, FeedGroup).
+        shared = info.context.shared_results
+        handoff = shared.feeds.member("reconciliationFeed", feed, StatusChange.from_change) if shared else None
+        changes = status_changes(broadcast, which, resume_after=resume_after, ordered=True, handoff=handoff)
         return _mapped(info, changes, StatusChange.from_change)
 
 

@@ -14,11 +14,13 @@ from strawberry.http.async_base_view import AsyncWebSocketAdapter
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 from schema.context import Context
+from schema.shared_results import CURRENT_OPERATION, SocketOperation
 
 UNAUTHORIZED = 4401
 # What strawberry's graphql-transport-ws handler closes with on a ConnectionRejectionError.
@@ -68,6 +70,15 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         self.websocket = _UnauthorizedClose(self.websocket)
         socket = getattr(self.websocket.inner, "ws", None)
         self._send_text = socket.send_text if isinstance(socket, WebSocket) else None
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        if self._send_text is not None:
+            # Runs in the operation's own task: its resolver reads it (a FeedGroup may
+            # write this operation's `next` messages to the socket for it).
+            CURRENT_OPERATION.set(SocketOperation(
+                operation.id, self._send_text, lambda: self.operations.get(operation.id) is operation
+            ))
+        await super().run_operation(operation)
 
     async def send_message(self, message: Message) -> None:
         shared = self.context.shared_results

@@ -119,18 +119,22 @@ class Broadcast:
             self._loop.call_soon_threadsafe(self._deliver, changes)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, accepts: Callable[[StatusChange], bool]) -> AsyncIterator[Subscriber]:
-        """Receive, from now on, every published change that `accepts` lets through."""
+    async def subscribe(
+        self, accepts: Callable[[StatusChange], bool], counted: bool = True
+    ) -> AsyncIterator[Subscriber]:
+        """Receive, from now on, every published change that `accepts` lets through;
+        `counted`: a client's subscription, in the websocket subscribers gauge."""
         if self.settings.distributed:
             await self._ensure_listening()
         subscriber = Subscriber(accepts, asyncio.Queue(maxsize=self.settings.subscriber_buffer))
         self._subscribers.add(subscriber)
-        WS_SUBSCRIBERS.inc()
+        gauge = 1 if counted else 0
+        WS_SUBSCRIBERS.inc(gauge)
         try:
             yield subscriber
         finally:
             self._subscribers.discard(subscriber)
-            WS_SUBSCRIBERS.dec()
+            WS_SUBSCRIBERS.dec(gauge)
 
     @property
     def subscriber_count(self) -> int:
