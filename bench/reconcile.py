@@ -14,7 +14,13 @@ that does not wait for the WAL flush; the flush is awaited after the lock is rel
 (entries inserted without the head lock: what the chain costs in total). It also times
 how long the head is held per transaction, uncontended.
 
+Worker CPU per event is counted from the first reconciliation on (start-up excluded),
+with the CPU of the PostgreSQL backends serving the workers beside it: on a shared
+machine these move far less than the rates do.
+
     .venv/bin/python -m bench.reconcile --events 20000 --workers 1,2
+    # iterating: a short drain, printed only, with a py-spy profile and per-thread CPU
+    .venv/bin/python -m bench.reconcile --events 3000 --workers 1 --chain-events 0 --no-save --profile /tmp/w.raw
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import asyncio
 import contextvars
 import itertools
 import json
+import os
+import signal
 import statistics
 import time
 import uuid
@@ -31,6 +39,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from api.settings import Settings
 from bench import processes as P
 from bench.report import command_line, conditions, save, table, write_section
 
@@ -140,8 +149,9 @@ async def _scalar(url: str, sql: str) -> Any:
         await conn.close()
 
 
-def drain(n: int, workers: int, threads: int, timeout: float) -> dict[str, Any]:
-    """One headline run: `workers` worker processes drain a backlog of `n`."""
+def drain(n: int, workers: int, threads: int, timeout: float, profile: Path | None = None) -> dict[str, Any]:
+    """One headline run: `workers` worker processes drain a backlog of `n`; with `profile`,
+    py-spy samples the first worker into that file (collapsed stacks) while it drains."""
     with P.fresh_postgres(LOGS) as url, P.own_redis(LOGS) as redis_url:
         namespace = f"trackit-bench-{uuid.uuid4().hex[:8]}"
         ids = asyncio.run(prepare(url, n))
@@ -152,9 +162,29 @@ def drain(n: int, workers: int, threads: int, timeout: float) -> dict[str, Any]:
         )
         children = [P.start_trackit_worker(env, LOGS, f"worker-{i}") for i in range(workers)]
         started = time.monotonic()
+        spy = None
+        pg_before: dict[int, float] = {}
+        pg_last: dict[int, float] = {}
+        pg_polled = 0.0
+        threads_before: dict[str, tuple[float, float]] = {}
+        # CPU is counted from the first reconciliation on: start-up (imports, pools) is
+        # not part of the per-event cost.
+        first: tuple[int, float] | None = None
         try:
             while True:
                 done, _ = span(url)
+                if first is None and done > 0:
+                    first = (done, sum(P.cpu_seconds(c.popen.pid) for c in children))
+                    pg_before = postgres_cpu(url)
+                    pg_last = dict(pg_before)
+                    if profile is not None:
+                        spy = P.profile(children[0], profile, timeout)
+                        threads_before = thread_cpu(children[0].popen.pid)
+                elif first is not None and time.monotonic() - pg_polled > 1:
+                    # asyncpg replaces a pool connection after 50,000 queries: keep the last
+                    # reading of every backend seen, not only of those alive at the end.
+                    pg_last.update(postgres_cpu(url))
+                    pg_polled = time.monotonic()
                 if done >= n:
                     break
                 if time.monotonic() - started > timeout:
@@ -162,15 +192,71 @@ def drain(n: int, workers: int, threads: int, timeout: float) -> dict[str, Any]:
                 for child in children:
                     if child.popen.poll() is not None:
                         raise SystemExit(f"{child.name} exited:\n{child.log()[-3000:]}")
-                time.sleep(0.5)
-            cpu = sum(P.cpu_seconds(c.popen.pid) for c in children)
+                time.sleep(0.1)
+            cpu = sum(P.cpu_seconds(c.popen.pid) for c in children) - (first[1] if first else 0.0)
+            pg_last.update(postgres_cpu(url))
+            pg_cpu = sum(t - pg_before.get(pid, 0.0) for pid, t in pg_last.items())
+            counted = n - (first[0] if first else 0)
+            if spy is not None and profile is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(30)
+                after = thread_cpu(children[0].popen.pid)
+                per_thread = {
+                    tid: [round((u - threads_before.get(tid, (0, 0))[0]) * 1000 / counted, 3),
+                          round((s - threads_before.get(tid, (0, 0))[1]) * 1000 / counted, 3)]
+                    for tid, (u, s) in after.items()
+                }
+                profile.with_suffix(".threads.json").write_text(json.dumps(per_thread, indent=1))
         finally:
             for child in children:
                 child.stop()
         done, secs = span(url)
         dead = P.count_rows(url, "SELECT count(*) FROM webhook_event WHERE status = 'DEAD'")
         return {"workers": workers, "threads": threads, "events": n, "seconds": round(secs, 2),
-                "per_s": round(n / secs, 1), "dead": dead, "worker_cpu_ms_per_event": round(cpu * 1000 / n, 2)}
+                "per_s": round(n / secs, 1), "dead": dead,
+                "worker_cpu_ms_per_event": round(cpu * 1000 / max(counted, 1), 2),
+                "postgres_cpu_ms_per_event": round(pg_cpu * 1000 / max(counted, 1), 2)}
+
+
+def postgres_cpu(database_url: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving the benchmark's database (the
+    workers' connections; the server's shared WAL writer and checkpointer not included,
+    and up to a second of a backend that exits during the drain missed)."""
+    pids = asyncio.run(_backend_pids(database_url))
+    found: dict[int, float] = {}
+    for pid in pids:
+        try:
+            found[pid] = P.cpu_seconds(pid)
+        except OSError:
+            continue
+    return found
+
+
+async def _backend_pids(url: str) -> list[int]:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgres://", "postgresql://"))
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return [int(r["pid"]) for r in rows]
+    finally:
+        await conn.close()
+
+
+def thread_cpu(pid: int) -> dict[str, tuple[float, float]]:
+    """(user, system) CPU seconds of each thread of `pid`, by native thread id (as py-spy
+    names them): which thread the worker's time goes to."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[str, tuple[float, float]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[task.name] = (int(fields[11]) / ticks, int(fields[12]) / ticks)
+    return found
 
 
 # --- part 2: the chain's cost, in process ------------------------------------------------
@@ -256,22 +342,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--workers", default="1,2", help="comma-separated worker process counts")
-    parser.add_argument("--threads", type=int, default=4, help="TRACKIT_WORKER_THREADS of each worker")
-    parser.add_argument("--chain-events", type=int, default=3000, help="backlog of the in-process chain variants")
+    parser.add_argument("--threads", type=int, default=Settings.model_fields["worker_threads"].default,
+                        help="TRACKIT_WORKER_THREADS of each worker (default: the service's)")
+    parser.add_argument("--chain-events", type=int, default=3000,
+                        help="backlog of the in-process chain variants (0: skip them)")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="py-spy the first worker while it drains (collapsed stacks to this file)")
+    parser.add_argument("--no-save", action="store_true",
+                        help="print only: leave docs/benchmarks.md and bench/results alone (iterating)")
     args = parser.parse_args()
     when = conditions()
-    headline = [drain(args.events, int(k), args.threads, args.timeout) for k in args.workers.split(",")]
+    headline = [drain(args.events, int(k), args.threads, args.timeout, args.profile) for k in args.workers.split(",")]
     chain = [
         chain_variant(v, args.chain_events, c)
         for v in ("shipped", "sync_commit_under_lock", "no_chain") for c in (1, 4)
-    ]
+    ] if args.chain_events > 0 else []
+    if args.no_save:
+        print(json.dumps({"conditions": when, "drain": headline, "chain": chain}, indent=2))
+        return
     save("reconcile", {"conditions": when, "command": command_line(), "drain": headline, "chain": chain})
     markdown = "\n\n".join([
         "## Reconciliation throughput (PostgreSQL + Redis)",
         f"`{command_line()}` — {when}",
-        table(["worker processes", "threads each", "events", "drain span (s)", "reconciliations/s", "DEAD", "worker CPU ms/event"],
-              [[r["workers"], r["threads"], r["events"], r["seconds"], r["per_s"], r["dead"], r["worker_cpu_ms_per_event"]] for r in headline]),
+        table(["worker processes", "threads each", "events", "drain span (s)", "reconciliations/s", "DEAD",
+               "worker CPU ms/event", "PostgreSQL backends CPU ms/event"],
+              [[r["workers"], r["threads"], r["events"], r["seconds"], r["per_s"], r["dead"], r["worker_cpu_ms_per_event"],
+                r["postgres_cpu_ms_per_event"]] for r in headline]),
         "The audit chain's cost (in one process, concurrent reconciliations, same backlog shape):",
         table(["chain variant", "concurrency", "events", "reconciliations/s", "chain append start -> commit returned, median (ms)"],
               [[r["variant"], r["concurrency"], r["events"], r["per_s"], r["head_held_ms_median"]] for r in chain]),

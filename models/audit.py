@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from models.sql import dialect, for_dialect, insert_statement
+from models.sql import dialect, execute, fetch
 from models.tables import AuditEntry, LedgerHead
 
 GENESIS_HASH = "0" * 64
@@ -34,11 +34,37 @@ class AuditDraft:
     to_status: str | None = None
 
 
+@dataclass(slots=True)
+class ChainedEntry:
+    """An audit entry as appended: the row `AuditEntry` reads back, without the ORM
+    instance (building one costs more than hashing and inserting it)."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    entity_type: str
+    entity_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    event_id: str | None
+    from_status: str | None
+    to_status: str | None
+    prev_hash: str
+    hash: str
+
+
+_COLUMNS = (
+    "id", "at", "actor", "action", "entity_type", "entity_id", "before", "after", "event_id",
+    "from_status", "to_status", "prev_hash", "hash",
+)
+
+
 def canonical_at(at: datetime) -> str:
     return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def entry_hash(prev_hash: str, entry: AuditEntry) -> str:
+def entry_hash(prev_hash: str, entry: AuditEntry | ChainedEntry) -> str:
     """SHA-256 over the previous hash and the entry's canonical JSON."""
     body = orjson.dumps(
         {
@@ -59,9 +85,28 @@ def entry_hash(prev_hash: str, entry: AuditEntry) -> str:
     return hashlib.sha256(prev_hash.encode() + body).hexdigest()
 
 
+def _json(value: dict[str, Any] | None) -> str | None:
+    """What the ORM's JSONField stores."""
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _insert(entries: list[ChainedEntry]) -> tuple[str, list[Any]]:
+    """The multi-row INSERT of `entries`, with `?` placeholders, and its parameters."""
+    row = "(" + ", ".join("?" for _ in _COLUMNS) + ")"
+    names = ", ".join(f'"{c}"' for c in _COLUMNS)
+    text = f'INSERT INTO "audit_entry" ({names}) VALUES {", ".join(row for _ in entries)}'
+    params: list[Any] = []
+    for e in entries:
+        params += [
+            e.id, e.at, e.actor, e.action, e.entity_type, e.entity_id, _json(e.before), _json(e.after),
+            e.event_id, e.from_status, e.to_status, e.prev_hash, e.hash,
+        ]
+    return text, params
+
+
 async def append_entries(
     conn: BaseDBAsyncClient, drafts: list[AuditDraft], *, defer_flush: bool = False
-) -> list[AuditEntry]:
+) -> list[ChainedEntry]:
     """Chain and insert `drafts` under the head's row lock; call last in the transaction.
 
     On PostgreSQL the lock is held for two round trips and the commit; `defer_flush`
@@ -71,18 +116,16 @@ async def append_entries(
     name = dialect(conn)
     if name == "postgres":
         sync = ", set_config('synchronous_commit', 'off', true)" if defer_flush else ""
-        rows = await conn.execute_query_dict(
-            f"SELECT last_id, last_hash{sync} FROM ledger_head WHERE id = 1 FOR UPDATE"
-        )
+        rows = await fetch(conn, f"SELECT last_id, last_hash{sync} FROM ledger_head WHERE id = 1 FOR UPDATE", [])
     else:
-        rows = await conn.execute_query_dict("SELECT last_id, last_hash FROM ledger_head WHERE id = 1")
+        rows = await fetch(conn, "SELECT last_id, last_hash FROM ledger_head WHERE id = 1", [])
     # Microsecond precision, as both databases store it, so the hash survives a round trip.
     now = datetime.now(timezone.utc)
     prev_hash, next_id = str(rows[0]["last_hash"]), int(rows[0]["last_id"])
     entries = []
     for draft in drafts:
         next_id += 1
-        entry = AuditEntry(
+        entry = ChainedEntry(
             id=next_id,
             at=now,
             actor=draft.actor,
@@ -99,14 +142,14 @@ async def append_entries(
         )
         entry.hash = prev_hash = entry_hash(prev_hash, entry)
         entries.append(entry)
-    insert, params = insert_statement(name, entries)
+    insert, params = _insert(entries)
     move_head = "UPDATE ledger_head SET last_id = ?, last_hash = ? WHERE id = 1"
     if name == "postgres":
         # One round trip inside the lock: the entries and the new head together.
-        await conn.execute_query(for_dialect(f"WITH appended AS ({insert}) {move_head}", name), [*params, next_id, prev_hash])
+        await execute(conn, f"WITH appended AS ({insert}) {move_head}", [*params, next_id, prev_hash])
     else:
-        await conn.execute_query(for_dialect(insert, name), params)
-        await conn.execute_query(move_head, [next_id, prev_hash])
+        await execute(conn, insert, params)
+        await execute(conn, move_head, [next_id, prev_hash])
     return entries
 
 

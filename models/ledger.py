@@ -16,7 +16,7 @@ from models.enums import WebhookEventStatus as S
 from models.errors import TransitionNotAllowed
 from models.inbox import move_event, plan_event_move
 from models.machines import allows
-from models.sql import dialect, for_dialect, update_statement
+from models.sql import dialect, execute, fetch, update_statement
 from models.snapshots import debt_snapshot, pro_subscription_snapshot
 from models.tables import Debt, Payment, ProSubscription, WebhookEvent
 from models.unit_of_work import LedgerTx
@@ -150,12 +150,11 @@ async def _write(
         ctes = [f"w{i} AS ({text})" for i, (text, _) in enumerate(statements)]
         text = f"WITH {', '.join([*ctes, f'rec AS ({update} RETURNING 1)'])} SELECT count(*) AS n FROM rec"
         params = [p for _, ps in statements for p in ps] + update_params
-        rows = await conn.execute_query_dict(for_dialect(text, name), params)
+        rows = await fetch(conn, text, params)
         return int(rows[0]["n"])
     for text, params in statements:
-        await conn.execute_query(for_dialect(text, name), params)
-    count, _ = await conn.execute_query(for_dialect(update, name), update_params)
-    return int(count)
+        await execute(conn, text, params)
+    return await execute(conn, update, update_params)
 
 
 async def settle_without_change(tx: LedgerTx, event: WebhookEvent, note: str) -> Outcome:
@@ -201,4 +200,4 @@ async def _insert_payment(
 ) -> bool:
     """Insert the payment unless this money (or this event) is recorded already."""
     text, params = _payment_statement(payment, record, event)
-    return bool(await conn.execute_query_dict(for_dialect(text, dialect(conn)), params))
+    return bool(await fetch(conn, text, params))

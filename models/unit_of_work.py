@@ -7,16 +7,19 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.connection import get_connection
+from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from models.audit import AuditDraft, append_entries
+from models.audit import AuditDraft, ChainedEntry, append_entries
 from models.changes import StatusChange, enqueue, publish
-from models.tables import AuditEntry
 
 log = logging.getLogger("trackit.ledger")
+
+M = TypeVar("M", bound=Model)
 
 
 @dataclass(slots=True)
@@ -25,10 +28,15 @@ class LedgerTx:
     drafts: list[AuditDraft] = field(default_factory=list)
     to_enqueue: list[str] = field(default_factory=list)
     callbacks: list[Callable[[], None]] = field(default_factory=list)
-    entries: list[AuditEntry] = field(default_factory=list)
+    entries: list[ChainedEntry] = field(default_factory=list)
     # A batch of events in one transaction must never wait for a row lock another batch
     # holds (two batches could wait on each other): lookups skip locked rows instead.
     skip_locked: bool = False
+    # Rows locked in this transaction, one instance per row: a record two events of a
+    # batch change is one object, so the second sees what the first did.
+    rows: dict[tuple[type[Model], Any], Model] = field(default_factory=dict)
+    # Records read ahead for a batch, by (model, column, value) (see `prefetched`).
+    found: dict[tuple[type[Model], str, Any], Model] = field(default_factory=dict)
 
     def mark(self) -> tuple[int, int, int]:
         """Where the pending drafts, enqueues and callbacks end now (see `forget_after`)."""
@@ -44,6 +52,16 @@ class LedgerTx:
     def enqueue_after_commit(self, event_id: str) -> None:
         """Send `reconcile.event` for `event_id` once this transaction has committed."""
         self.to_enqueue.append(event_id)
+
+    def known(self, instance: M) -> M:
+        """The instance this transaction already holds for `instance`'s row, else `instance`."""
+        held = self.rows.setdefault((type(instance), instance.pk), instance)
+        return held  # type: ignore[return-value]  # keyed by its own type
+
+    def prefetched(self, model: type[M], column: str, value: Any) -> M | None:
+        """The row of `model` whose `column` is `value`, if read ahead and locked already."""
+        held = self.found.get((model, column, value))
+        return held  # type: ignore[return-value]  # stored under its own model
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` after the commit (alerts, metrics); dropped on rollback."""
@@ -92,7 +110,7 @@ def _after_commit(tx: LedgerTx) -> None:
             log.exception("after-commit callback failed")
 
 
-def _publish(entries: list[AuditEntry]) -> None:
+def _publish(entries: list[ChainedEntry]) -> None:
     publish(
         [
             StatusChange(

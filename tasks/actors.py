@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dramatiq
 
-from tasks import runtime
 from tasks.broker import QUEUE
 
 
@@ -18,4 +17,4 @@ def reconcile_event(event_id: str) -> None:
     Messages that arrive together share a transaction (see `tasks.reconcile.Batcher`)."""
     from tasks.reconcile import BATCHER
 
-    runtime.run(BATCHER.reconcile(event_id))
+    BATCHER.submit(event_id).result()

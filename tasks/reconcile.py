@@ -10,7 +10,9 @@ A worker process hands the events its threads receive together to `reconcile_bat
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+from collections import deque
 from datetime import datetime, timedelta, timezone
 
 import orjson
@@ -20,11 +22,13 @@ from api.settings import Settings, get_settings
 from models.enums import WebhookEventStatus as S
 from models.inbox import move_event
 from models.db import is_postgres
-from models.sql import RowBusy, for_dialect, select_one
+from models.sql import RowBusy, fetch, select_one
 from models.tables import Debt, ProSubscription, WebhookEvent
 from models.unit_of_work import LedgerTx, ledger_transaction
+from tasks import runtime
 from tasks.alerts import dead_event_alert, raise_alert
-from tasks.handlers import HANDLERS
+from tasks.handlers import HANDLERS, LOOKUPS, RecordKey
+from tasks.handlers.lookup import prefetch_records
 from tasks.handlers.payload import AmountMismatch, MalformedPayload, NotYetKnown
 
 log = logging.getLogger("trackit.reconcile")
@@ -58,15 +62,18 @@ async def _apply(event_id: str, settings: Settings) -> tuple[S | None, list[str]
         return await _dispatch(tx, event, settings)
 
 
-async def _dispatch(tx: LedgerTx, event: WebhookEvent, settings: Settings) -> tuple[S, list[str]]:
-    """Run the event's handler in `tx` and settle the event; its status and what it waits for."""
+async def _dispatch(
+    tx: LedgerTx, event: WebhookEvent, settings: Settings, parsed: object = None
+) -> tuple[S, list[str]]:
+    """Run the event's handler in `tx` and settle the event; its status and what it waits
+    for. `parsed`: its payload, when the caller has parsed it already."""
     handler = HANDLERS.get(event.type)
     if handler is None:
         await move_event(tx, event, S.IGNORED, action="ignored")
         _count(tx, event, "ignored")
         return event.status, []
     try:
-        payload = _payload(event)
+        payload = _payload(event) if parsed is None else _checked(event, parsed)
         outcome = (await handler(tx, event, payload)).value
     except MalformedPayload as exc:
         outcome = await _dead(tx, settings, event, f"malformed payload: {exc}", "malformed")
@@ -88,7 +95,7 @@ async def reconcile_batch(event_ids: list[str], settings: Settings | None = None
     settings = settings or get_settings()
     ids = list(dict.fromkeys(event_ids))
     results: dict[str, S | None] = {i: None for i in ids}
-    if len(ids) == 1 or not is_postgres():
+    if not is_postgres():
         for event_id in ids:
             results[event_id] = await reconcile(event_id, settings)
         return results
@@ -99,10 +106,12 @@ async def reconcile_batch(event_ids: list[str], settings: Settings | None = None
             tx.skip_locked = True
             events = await _claim_many(tx, ids)
             alone = [i for i in ids if i not in {e.id for e in events}]
+            parsed = {event.id: _parsed(event) for event in events}
+            await prefetch_records(tx, [key for event in events for key in _record_keys(event, parsed[event.id])])
             for event in events:
                 mark = tx.mark()
                 try:
-                    results[event.id], waiting[event.id] = await _dispatch(tx, event, settings)
+                    results[event.id], waiting[event.id] = await _dispatch(tx, event, settings, parsed[event.id])
                 except RowBusy:
                     # Nothing written for it yet (lookups come first): retry it alone.
                     tx.forget_after(mark)
@@ -125,9 +134,7 @@ async def _claim_many(tx: LedgerTx, event_ids: list[str]) -> list[WebhookEvent]:
         f"SELECT * FROM webhook_event WHERE id IN ({marks}) AND status IN (?, ?)"
         " ORDER BY id FOR UPDATE SKIP LOCKED"
     )
-    rows = await tx.conn.execute_query_dict(
-        for_dialect(text, "postgres"), [*event_ids, *(s.value for s in CLAIMABLE)]
-    )
+    rows = await fetch(tx.conn, text, [*event_ids, *(s.value for s in CLAIMABLE)])
     return [WebhookEvent._init_from_db(**row) for row in rows]
 
 
@@ -137,11 +144,37 @@ async def _claim(tx: LedgerTx, event_id: str) -> WebhookEvent | None:
     )
 
 
+def _parsed(event: WebhookEvent) -> object:
+    """`event`'s payload parsed, or None when it is not JSON (`_payload` says why)."""
+    if event.type not in HANDLERS:
+        return None
+    try:
+        return orjson.loads(event.payload)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _record_keys(event: WebhookEvent, payload: object) -> list[RecordKey]:
+    """What `event`'s handler will look up; nothing if its payload does not say (the
+    handler then finds out itself, and says why)."""
+    keys = LOOKUPS.get(event.type)
+    if keys is None or payload is None:
+        return []
+    try:
+        return keys(payload)
+    except MalformedPayload:
+        return []
+
+
 def _payload(event: WebhookEvent) -> object:
     try:
         payload = orjson.loads(event.payload)
     except orjson.JSONDecodeError as exc:
         raise MalformedPayload(f"payload is not JSON: {exc}") from None
+    return _checked(event, payload)
+
+
+def _checked(event: WebhookEvent, payload: object) -> object:
     if event.created is None:
         raise MalformedPayload("event has no integer `created`: its order cannot be judged")
     return payload
@@ -254,6 +287,9 @@ def _count(tx: LedgerTx, event: WebhookEvent, outcome: str) -> None:
     tx.after_commit(count)
 
 
+Waiter = asyncio.Future[S | None] | concurrent.futures.Future[S | None]
+
+
 class Batcher:
     """Coalesces the reconciliations that a process's worker threads ask for at the same
     moment into `reconcile_batch` calls: a lone event goes alone, at once; under load
@@ -261,18 +297,46 @@ class Batcher:
 
     def __init__(self, max_batch: int = 16, max_in_flight: int = 2) -> None:
         self.max_batch, self.max_in_flight = max_batch, max_in_flight
-        self._pending: list[tuple[str, asyncio.Future[S | None]]] = []
+        self._pending: list[tuple[str, Waiter]] = []
         self._drainers: set[asyncio.Task[None]] = set()
+        # Handed over by worker threads; the loop takes them all in one callback.
+        self._incoming: deque[tuple[str, concurrent.futures.Future[S | None]]] = deque()
+        self._kicked: asyncio.AbstractEventLoop | None = None
 
     async def reconcile(self, event_id: str) -> S | None:
         """Reconcile `event_id` in the next batch; its new status (None: nothing to do)."""
         future: asyncio.Future[S | None] = asyncio.get_running_loop().create_future()
         self._pending.append((event_id, future))
+        self._start_drainers()
+        return await future
+
+    def submit(self, event_id: str) -> concurrent.futures.Future[S | None]:
+        """From a worker thread: reconcile `event_id` on the bound loop; returns at once.
+
+        Cheaper than running `reconcile` through `runtime.run` (a task, two futures and a
+        loop wake-up per message): the messages that arrive while the loop is busy share
+        one wake-up."""
+        future: concurrent.futures.Future[S | None] = concurrent.futures.Future()
+        self._incoming.append((event_id, future))
+        loop = runtime.bound_loop()
+        # Set before the loop clears it and takes the items: none is left behind.
+        if self._kicked is not loop:
+            self._kicked = loop
+            loop.call_soon_threadsafe(self._take_incoming)
+        return future
+
+    def _take_incoming(self) -> None:
+        self._kicked = None
+        while self._incoming:
+            self._pending.append(self._incoming.popleft())
+        if self._pending:
+            self._start_drainers()
+
+    def _start_drainers(self) -> None:
         if len(self._drainers) < self.max_in_flight:
-            task = asyncio.create_task(self._drain())
+            task = asyncio.get_running_loop().create_task(self._drain())
             self._drainers.add(task)
             task.add_done_callback(self._drainers.discard)
-        return await future
 
     async def _drain(self) -> None:
         while self._pending:

@@ -17,7 +17,7 @@ from typing import Any
 import redis
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.common import q_name
+from dramatiq.common import compute_backoff, q_name
 from dramatiq.errors import ConnectionClosed
 
 WAKE_TOKENS = 8
@@ -27,9 +27,7 @@ WAKE_CAP = 16
 MAX_WAIT_S = 1.0
 """Longest single wait: the fetch is also the worker's heartbeat (redelivery of a silent
 worker's messages after `heartbeat_timeout`), and must stay below the socket timeout."""
-FULL_PAUSE_S = 0.001
-"""With its prefetch full a consumer can fetch nothing until acks free a slot; acks are
-handled between polls, so it must come back at once rather than sleep on the list."""
+
 
 
 def wake_key(namespace: str, queue_name: str) -> str:
@@ -54,7 +52,11 @@ class WakingConsumer(_RedisConsumer):  # type: ignore[misc]
         message = super().__next__()
         if message is None and not self.message_cache:
             if self.outstanding_message_count >= self.prefetch:
-                time.sleep(FULL_PAUSE_S)
+                # Full: nothing can be fetched until acks free a slot, and acks are sent
+                # between polls: back off as dramatiq does (the worker's own consumer,
+                # tasks/broker.py, waits for the acks instead).
+                self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=int(self.idle_timeout_s * 1000))
+                time.sleep(backoff_ms / 1000)
             else:
                 self._wait_for_wake()
         return message

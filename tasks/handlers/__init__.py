@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tortoise.models import Model
+
 from models.ledger import Outcome
 from models.tables import WebhookEvent
 from models.unit_of_work import LedgerTx
@@ -16,6 +18,13 @@ from models.unit_of_work import LedgerTx
 Handler = Callable[[LedgerTx, WebhookEvent, Any], Awaitable[Outcome]]
 
 HANDLERS: dict[str, Handler] = {}
+
+RecordKey = tuple[type[Model], str, str]
+Keys = Callable[[Any], list[RecordKey]]
+"""The records a handler will look up for a payload, as (model, column, Stripe id): a
+batch reads them all ahead in one statement per table (`lookup.prefetch_records`)."""
+
+LOOKUPS: dict[str, Keys] = {}
 
 # The actor recorded on changes applied from what Stripe said.
 ACTOR = "stripe"
@@ -28,6 +37,17 @@ def handles(*event_types: str) -> Callable[[Handler], Handler]:
         for event_type in event_types:
             HANDLERS[event_type] = handler
         return handler
+
+    return register
+
+
+def looks_up(*event_types: str) -> Callable[[Keys], Keys]:
+    """Register the decorated function as the record keys of `event_types`' payloads."""
+
+    def register(keys: Keys) -> Keys:
+        for event_type in event_types:
+            LOOKUPS[event_type] = keys
+        return keys
 
     return register
 

@@ -12,9 +12,9 @@ from typing import Any
 from models.enums import PaymentKind, PaymentStatus
 from models.enums import ProSubscriptionStatus as P
 from models.ledger import Outcome, PaymentDraft, transition
-from models.tables import WebhookEvent
+from models.tables import ProSubscription, WebhookEvent
 from models.unit_of_work import LedgerTx
-from tasks.handlers import ACTOR, handles
+from tasks.handlers import ACTOR, RecordKey, handles, looks_up
 from tasks.handlers.lookup import subscription_by_keys
 from tasks.handlers.payload import (
     MalformedPayload,
@@ -71,6 +71,16 @@ def _read(event: WebhookEvent, payload: Any) -> tuple[dict[str, Any], str | None
     if subscription_id is None and not intents:
         raise MalformedPayload(f"invoice {invoice['id']} carries no subscription or payment intent id")
     return invoice, subscription_id, intents
+
+
+@looks_up("invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed")
+def invoice_keys(payload: Any) -> list[RecordKey]:
+    invoice = data_object(payload, "invoice")
+    subscription_id = invoice_subscription(invoice)
+    keys: list[RecordKey] = [(ProSubscription, "payment_intent_id", i) for i in invoice_intents(invoice)]
+    if subscription_id is not None:
+        keys.append((ProSubscription, "stripe_subscription_id", subscription_id))
+    return keys
 
 
 @handles("invoice.paid", "invoice.payment_succeeded")

@@ -10,9 +10,9 @@ from models.enums import DebtStatus as D
 from models.enums import PaymentKind, PaymentStatus
 from models.enums import ProSubscriptionStatus as P
 from models.ledger import Outcome, PaymentDraft, settle_without_change, transition
-from models.tables import WebhookEvent
+from models.tables import Debt, ProSubscription, WebhookEvent
 from models.unit_of_work import LedgerTx
-from tasks.handlers import ACTOR, handles
+from tasks.handlers import ACTOR, RecordKey, handles, looks_up
 from tasks.handlers.lookup import debt_by_intent, subscription_by_intent
 from tasks.handlers.payload import (
     MalformedPayload,
@@ -45,6 +45,21 @@ async def intent_succeeded(
         tx, sub, P.ACTIVE, actor=ACTOR, event=event, payment=payment, fields=fields,
         stay_action="payment_recorded",
     )
+
+
+def intent_keys(intent_id: str) -> list[RecordKey]:
+    return [(Debt, "payment_intent_id", intent_id), (ProSubscription, "payment_intent_id", intent_id)]
+
+
+@looks_up("payment_intent.succeeded", "payment_intent.payment_failed")
+def payment_intent_keys(payload: Any) -> list[RecordKey]:
+    return intent_keys(required_id(data_object(payload, "payment_intent"), "id"))
+
+
+@looks_up("invoice_payment.paid")
+def invoice_payment_keys(payload: Any) -> list[RecordKey]:
+    payment = child(data_object(payload, "invoice_payment"), "payment")
+    return intent_keys(required_id(payment, "payment_intent")) if payment is not None else []
 
 
 @handles("payment_intent.succeeded")

@@ -7,9 +7,9 @@ from typing import Any
 
 from models.enums import ProSubscriptionStatus as P
 from models.ledger import Outcome, settle_without_change, transition
-from models.tables import WebhookEvent
+from models.tables import ProSubscription, WebhookEvent
 from models.unit_of_work import LedgerTx
-from tasks.handlers import ACTOR, handles
+from tasks.handlers import ACTOR, RecordKey, handles, looks_up
 from tasks.handlers.lookup import subscription_by_id
 from tasks.handlers.payload import NotYetKnown, data_object, items, required_id, text, timestamp
 
@@ -28,6 +28,11 @@ def current_period_end(subscription: dict[str, Any]) -> datetime | None:
     """Top-level before API 2025-03-31, on the items since."""
     ends = [e for e in (timestamp(i, "current_period_end") for i in items(subscription, "items")) if e]
     return max(ends) if ends else timestamp(subscription, "current_period_end")
+
+
+@looks_up("customer.subscription.updated", "customer.subscription.deleted")
+def subscription_keys(payload: Any) -> list[RecordKey]:
+    return [(ProSubscription, "stripe_subscription_id", required_id(data_object(payload, "subscription"), "id"))]
 
 
 @handles("customer.subscription.updated", "customer.subscription.deleted")

@@ -8,12 +8,17 @@ from typing import Any
 from models.enums import DebtStatus as D
 from models.enums import PaymentKind, PaymentStatus
 from models.ledger import Outcome, PaymentDraft, settle_without_change, transition
-from models.tables import WebhookEvent
+from models.tables import Debt, WebhookEvent
 from models.unit_of_work import LedgerTx
-from tasks.handlers import ACTOR, handles
+from tasks.handlers import ACTOR, RecordKey, handles, looks_up
 from tasks.handlers.lookup import debt_by_transfer
 from tasks.handlers.payload import NotYetKnown, amount, currency, data_object, required_id
 from tasks.handlers.settlement import money_id, settle_debt
+
+
+@looks_up("transfer.created", "transfer.succeeded", "transfer.paid", "transfer.reversed")
+def transfer_keys(payload: Any) -> list[RecordKey]:
+    return [(Debt, "transfer_id", required_id(data_object(payload, "transfer"), "id"))]
 
 
 @handles("transfer.created", "transfer.succeeded", "transfer.paid")
