@@ -7,7 +7,7 @@ A handler reads the ids from the payload, finds the record (row-locked) and call
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from tortoise.models import Model
 
@@ -25,31 +25,29 @@ Keys = Callable[[Any], list[RecordKey]]
 batch reads them all ahead in one statement per table (`lookup.prefetch_records`)."""
 
 LOOKUPS: dict[str, Keys] = {}
+T = TypeVar("T")
 
 # The actor recorded on changes applied from what Stripe said.
 ACTOR = "stripe"
 
 
-def handles(*event_types: str) -> Callable[[Handler], Handler]:
-    """Register the decorated coroutine for `event_types`."""
-
-    def register(handler: Handler) -> Handler:
+def _registrar(registry: dict[str, T], event_types: tuple[str, ...]) -> Callable[[T], T]:
+    def register(function: T) -> T:
         for event_type in event_types:
-            HANDLERS[event_type] = handler
-        return handler
+            registry[event_type] = function
+        return function
 
     return register
+
+
+def handles(*event_types: str) -> Callable[[Handler], Handler]:
+    """Register the decorated coroutine for `event_types`."""
+    return _registrar(HANDLERS, event_types)
 
 
 def looks_up(*event_types: str) -> Callable[[Keys], Keys]:
     """Register the decorated function as the record keys of `event_types`' payloads."""
-
-    def register(keys: Keys) -> Keys:
-        for event_type in event_types:
-            LOOKUPS[event_type] = keys
-        return keys
-
-    return register
+    return _registrar(LOOKUPS, event_types)
 
 
 # Importing the families fills HANDLERS.

@@ -12,19 +12,15 @@ import dramatiq
 import pytest
 
 from tasks.broker import AckBatchingConsumer, AckBatchingRedisBroker
-from tests.fixtures.services import REDIS_URL, require_services, wait_until
+from tests.fixtures.services import private_redis_broker, wait_until
 
 QUEUE = "ackprobe"
 
 
 @pytest.fixture
 def ack_broker() -> Iterator[AckBatchingRedisBroker]:
-    require_services()
-    broker = AckBatchingRedisBroker(url=REDIS_URL, namespace=f"trackit-test-acks-{uuid.uuid4().hex[:8]}")
-    yield broker
-    for key in broker.client.scan_iter(match=f"{broker.namespace}:*"):
-        broker.client.delete(key)
-    broker.close()
+    with private_redis_broker(AckBatchingRedisBroker, "acks") as broker:
+        yield broker
 
 
 def unacked(broker: AckBatchingRedisBroker) -> int:

@@ -14,19 +14,15 @@ import redis
 from tasks.broker import QUEUE
 from tasks.enqueue import LoopSender
 from tasks.wakeup import WAKE_CAP, WakingConsumer, WakingRedisBroker, wake_key
-from tests.fixtures.services import REDIS_URL, require_services, wait_until
+from tests.fixtures.services import REDIS_URL, private_redis_broker, wait_until
 
 IDLE_TIMEOUT_MS = 1_000
 
 
 @pytest.fixture
 def waking_broker() -> Iterator[WakingRedisBroker]:
-    require_services()
-    broker = WakingRedisBroker(url=REDIS_URL, namespace=f"trackit-test-wake-{uuid.uuid4().hex[:8]}")
-    yield broker
-    for key in broker.client.scan_iter(match=f"{broker.namespace}:*"):
-        broker.client.delete(key)
-    broker.close()
+    with private_redis_broker(WakingRedisBroker, "wake") as broker:
+        yield broker
 
 
 def consumer_of(worker: dramatiq.Worker, queue: str) -> WakingConsumer:
