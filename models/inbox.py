@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import TypedDict, Unpack
 
 from models.audit import AuditDraft
 from models.enums import WebhookEventStatus as S
@@ -45,28 +46,24 @@ def event_snapshot(event: WebhookEvent) -> dict[str, object]:
     }
 
 
-async def move_event(
-    tx: LedgerTx,
-    event: WebhookEvent,
-    to_status: S,
-    *,
-    actor: str = "reconciler",
-    action: str = "status_changed",
-    last_error: str | None = None,
-    next_attempt_at: datetime | None = None,
-    waiting_for: str | None = None,
-    count_attempt: bool = True,
-    count_failure: bool = False,
-    note: str | None = None,
-) -> None:
-    """Move `event` (row locked by the caller) to `to_status` and audit the move; `note`
-    (why, e.g. a stale event) goes into the audit entry's `after`."""
-    values = plan_event_move(
-        tx, event, to_status, actor=actor, action=action, last_error=last_error,
-        next_attempt_at=next_attempt_at, waiting_for=waiting_for, count_attempt=count_attempt,
-        count_failure=count_failure, note=note,
-    )
-    await update_row(tx.conn, event, values)
+class MoveOptions(TypedDict, total=False):
+    """How a move is recorded: who and why (audit), the error, the retry schedule, what
+    it waits for, whether it counts as an attempt or a failure, and a note for the audit
+    entry's `after` (why, e.g. a stale event)."""
+
+    actor: str
+    action: str
+    last_error: str | None
+    next_attempt_at: datetime | None
+    waiting_for: str | None
+    count_attempt: bool
+    count_failure: bool
+    note: str | None
+
+
+async def move_event(tx: LedgerTx, event: WebhookEvent, to_status: S, **options: Unpack[MoveOptions]) -> None:
+    """Move `event` (row locked by the caller) to `to_status`, audit the move and write it."""
+    await update_row(tx.conn, event, plan_event_move(tx, event, to_status, **options))
 
 
 def plan_event_move(

@@ -25,6 +25,7 @@ from typing import Any, Final
 from api.metrics import WS_SUBSCRIBERS
 from api.settings import Settings
 from models.changes import StatusChange, set_publisher
+from tasks.runtime import call_on
 
 log = logging.getLogger("trackit.broadcast")
 
@@ -109,14 +110,7 @@ class Broadcast:
         """Hand committed changes on; called synchronously right after a commit."""
         if not changes or self._loop is None:
             return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
-            self._deliver(changes)
-        else:
-            self._loop.call_soon_threadsafe(self._deliver, changes)
+        call_on(self._loop, self._deliver, changes)
 
     @contextlib.asynccontextmanager
     async def subscribe(

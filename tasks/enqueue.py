@@ -22,6 +22,7 @@ from dramatiq.brokers.redis import RedisBroker, _scripts
 from redis.exceptions import NoScriptError
 
 from tasks.broker import QUEUE, dispatch_args, enqueue_many
+from tasks.runtime import call_on
 from tasks.wakeup import WAKE_CAP, WakingRedisBroker, tokens_for, wake_key
 
 log = logging.getLogger("trackit.enqueue")
@@ -98,14 +99,7 @@ class LoopSender:
 
     def submit(self, event_id: str) -> None:
         """Send `reconcile.event` for `event_id` soon; never blocks, never raises."""
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
-            self._add(event_id)
-        else:
-            self._loop.call_soon_threadsafe(self._add, event_id)
+        call_on(self._loop, self._add, event_id)
 
     def _add(self, event_id: str) -> None:
         self._pending.append(event_id)

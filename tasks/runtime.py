@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -58,3 +58,16 @@ def submit(coro: Coroutine[Any, Any, T]) -> "concurrent.futures.Future[T]":
         coro.close()
         raise RuntimeError("no event loop bound for actors: call bind_loop() at start-up")
     return asyncio.run_coroutine_threadsafe(coro, _loop)
+
+
+def call_on(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: object) -> None:
+    """Run `callback(*args)` on `loop`: at once when called from it, else scheduled there
+    (the thread-safe way in for worker threads and other loops)."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        callback(*args)
+    else:
+        loop.call_soon_threadsafe(callback, *args)
