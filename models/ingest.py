@@ -24,8 +24,12 @@ _COLUMNS = "id, type, status, attempts, failures, received_at, livemode, api_ver
 _WIDTH = 10
 MAX_BATCH = 32
 """Rows per statement: 320 parameters, far below either database's limit."""
-MAX_IN_FLIGHT = 2
-"""Statements in flight at once per event loop; the rest gather for the next one."""
+MAX_IN_FLIGHT = 4
+"""Statements in flight at once per event loop; the rest gather for the next one. A
+redelivery of an event a worker is updating waits for that worker's commit (PostgreSQL's
+unique check waits for an uncommitted update of the conflicting row), and with it the
+whole statement: more than one or two in flight keeps the others moving meanwhile, and
+one of the pool's five connections stays free for everything else."""
 
 Row = list[Any]
 
@@ -104,7 +108,9 @@ class InboxWriter:
         for row, _ in batch:
             first.setdefault(row[0], row)
         try:
-            new = await _insert(list(first.values()))
+            # In id order: two statements in flight that share ids then take the unique
+            # index's entries in the same order and cannot deadlock.
+            new = await _insert(sorted(first.values(), key=lambda row: str(row[0])))
         except Exception as exc:
             if len(first) == 1:
                 for _, future in batch:
